@@ -1,0 +1,98 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` over plain HTTP.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use tower::Service;
+
+use crate::body::{ProxyBody, full};
+use crate::metrics::Metrics;
+
+/// Shared readiness: false once shutdown has begun, so load balancers drain this replica.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Readiness {
+    /// Marks the gateway as draining.
+    pub fn set_draining(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    /// Whether the gateway takes new traffic.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Answers the admin endpoints.
+#[derive(Clone)]
+pub struct AdminService {
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+}
+
+impl AdminService {
+    /// An admin service over `metrics` and `readiness`.
+    pub fn new(metrics: Arc<Metrics>, readiness: Readiness) -> Self {
+        Self { metrics, readiness }
+    }
+
+    fn answer(&self, req: &Request<ProxyBody>) -> Response<ProxyBody> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n", "text/plain");
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
+            "/readyz" if self.readiness.is_ready() => {
+                text(StatusCode::OK, r#"{"status":"ready"}"#, "application/json")
+            }
+            "/readyz" => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"draining"}"#,
+                "application/json",
+            ),
+            "/metrics" => text(
+                StatusCode::OK,
+                self.metrics.encode(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            _ => text(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
+        }
+    }
+}
+
+fn text(
+    status: StatusCode,
+    body: impl Into<bytes::Bytes>,
+    content_type: &'static str,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+impl Service<Request<ProxyBody>> for AdminService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        std::future::ready(Ok(self.answer(&req)))
+    }
+}

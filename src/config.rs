@@ -1,0 +1,543 @@
+//! TOML configuration, overridable by command-line flags, validated into typed settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+/// Why a configuration could not be used; each names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown or mistyped key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A key has a value that cannot work.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `upstream.url`.
+        key: &'static str,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+}
+
+/// The whole configuration file. Every key is optional; defaults are documented per key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The client-facing HTTPS listener.
+    pub server: ServerSection,
+    /// The vCenter behind the gateway.
+    pub upstream: UpstreamSection,
+    /// The admin listener (health, readiness, metrics).
+    pub admin: AdminSection,
+    /// Log output.
+    pub log: LogSection,
+}
+
+/// `[server]`: the client-facing listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on. Default `0.0.0.0:8443`.
+    pub listen: String,
+    /// PEM certificate chain presented to clients. Required.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`. Required.
+    pub key: Option<PathBuf>,
+    /// Seconds a client may take to send request headers. Default 30.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client may take to finish the TLS handshake. Default 10.
+    pub tls_handshake_timeout_secs: u64,
+    /// Most client connections open at once; more wait to be accepted. Default 10000.
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C. Default 30.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8443".into(),
+            cert: None,
+            key: None,
+            header_read_timeout_secs: 30,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 10_000,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// `[upstream]`: the vCenter the gateway forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    /// vCenter base URL, `https://vcenter.example.com` (or `http://` for tests and sidecars). Required.
+    pub url: Option<String>,
+    /// PEM file of CA certificates that sign vCenter's certificate. Default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 thumbprint of vCenter's certificate (`AA:BB:...`); pins it instead of a CA.
+    pub thumbprint: Option<String>,
+    /// Accept any certificate from vCenter. Default false. Never in production.
+    pub insecure_skip_verify: bool,
+    /// Seconds to establish a connection to vCenter. Default 5.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for vCenter's response headers. Default 120.
+    pub response_timeout_secs: u64,
+    /// Seconds an idle pooled connection to vCenter is kept. Default 90.
+    pub pool_idle_timeout_secs: u64,
+    /// Idle pooled connections to vCenter kept at most. Default 256.
+    pub pool_max_idle: usize,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            ca_file: None,
+            thumbprint: None,
+            insecure_skip_verify: false,
+            connect_timeout_secs: 5,
+            response_timeout_secs: 120,
+            pool_idle_timeout_secs: 90,
+            pool_max_idle: 256,
+        }
+    }
+}
+
+/// `[admin]`: health, readiness and metrics over plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Address of the admin listener. Default `127.0.0.1:9090`; keep it off public networks.
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// `[log]`: log output.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Values given as command-line flags; each one set wins over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--cert`.
+    pub cert: Option<PathBuf>,
+    /// `--key`.
+    pub key: Option<PathBuf>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--upstream-ca`.
+    pub upstream_ca: Option<PathBuf>,
+    /// `--upstream-thumbprint`.
+    pub upstream_thumbprint: Option<String>,
+    /// `--upstream-insecure`.
+    pub upstream_insecure: bool,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
+}
+
+/// How the gateway trusts vCenter's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTrust {
+    /// Plain HTTP upstream: no TLS at all.
+    PlainHttp,
+    /// The operating system's root certificates.
+    SystemRoots,
+    /// CA certificates from a PEM file.
+    CaFile(PathBuf),
+    /// Exactly this SHA-256 certificate fingerprint (32 bytes).
+    Thumbprint([u8; 32]),
+    /// Any certificate (logged loudly at start).
+    InsecureSkipVerify,
+}
+
+/// A configuration that passed validation: typed, complete, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Client-facing listen address.
+    pub listen: SocketAddr,
+    /// Certificate chain file for clients.
+    pub cert: PathBuf,
+    /// Private key file for clients.
+    pub key: PathBuf,
+    /// Header read timeout.
+    pub header_read_timeout: Duration,
+    /// TLS handshake timeout.
+    pub tls_handshake_timeout: Duration,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Graceful shutdown bound.
+    pub shutdown_grace: Duration,
+    /// vCenter base URL (scheme and authority only).
+    pub upstream: Uri,
+    /// How vCenter's certificate is trusted.
+    pub upstream_trust: UpstreamTrust,
+    /// Connect timeout to vCenter.
+    pub connect_timeout: Duration,
+    /// Response-header timeout from vCenter.
+    pub response_timeout: Duration,
+    /// Idle pooled connection lifetime.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept at most.
+    pub pool_max_idle: usize,
+    /// Admin listen address.
+    pub admin_listen: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads and parses `path`; unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: err.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Applies command-line flags over the file's values.
+    pub fn apply(&mut self, flags: Overrides) {
+        let Overrides {
+            listen,
+            cert,
+            key,
+            upstream,
+            upstream_ca,
+            upstream_thumbprint,
+            upstream_insecure,
+            admin_listen,
+        } = flags;
+        if let Some(v) = listen {
+            self.server.listen = v;
+        }
+        if cert.is_some() {
+            self.server.cert = cert;
+        }
+        if key.is_some() {
+            self.server.key = key;
+        }
+        if upstream.is_some() {
+            self.upstream.url = upstream;
+        }
+        if upstream_ca.is_some() {
+            self.upstream.ca_file = upstream_ca;
+        }
+        if upstream_thumbprint.is_some() {
+            self.upstream.thumbprint = upstream_thumbprint;
+        }
+        if upstream_insecure {
+            self.upstream.insecure_skip_verify = true;
+        }
+        if let Some(v) = admin_listen {
+            self.admin.listen = v;
+        }
+    }
+
+    /// Checks every value and returns the typed settings, or the first problem found.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let server = &self.server;
+        let upstream_cfg = &self.upstream;
+        let listen = parse_addr("server.listen", &server.listen)?;
+        let admin_listen = parse_addr("admin.listen", &self.admin.listen)?;
+        let cert = existing_file("server.cert", server.cert.as_deref())?;
+        let key = existing_file("server.key", server.key.as_deref())?;
+        if server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                server.header_read_timeout_secs,
+            ),
+            (
+                "server.tls_handshake_timeout_secs",
+                server.tls_handshake_timeout_secs,
+            ),
+            (
+                "upstream.connect_timeout_secs",
+                upstream_cfg.connect_timeout_secs,
+            ),
+            (
+                "upstream.response_timeout_secs",
+                upstream_cfg.response_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1 second"));
+            }
+        }
+        let upstream = parse_upstream_url(upstream_cfg.url.as_deref())?;
+        let upstream_trust = upstream_trust(&upstream, upstream_cfg)?;
+        Ok(Settings {
+            listen,
+            cert,
+            key,
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(server.tls_handshake_timeout_secs),
+            max_connections: server.max_connections,
+            shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+            upstream,
+            upstream_trust,
+            connect_timeout: Duration::from_secs(upstream_cfg.connect_timeout_secs),
+            response_timeout: Duration::from_secs(upstream_cfg.response_timeout_secs),
+            pool_idle_timeout: Duration::from_secs(upstream_cfg.pool_idle_timeout_secs),
+            pool_max_idle: upstream_cfg.pool_max_idle,
+            admin_listen,
+            log_format: self.log.format,
+        })
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("`{value}` is not an address like 127.0.0.1:8443"),
+        )
+    })
+}
+
+fn existing_file(key: &'static str, path: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    let path = path.ok_or_else(|| invalid(key, "is required (a PEM file)"))?;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(path.to_owned()),
+        Ok(_) => Err(invalid(key, format!("{} is not a file", path.display()))),
+        Err(err) => Err(invalid(
+            key,
+            format!("cannot read {}: {err}", path.display()),
+        )),
+    }
+}
+
+fn parse_upstream_url(url: Option<&str>) -> Result<Uri, ConfigError> {
+    const KEY: &str = "upstream.url";
+    let url = url.ok_or_else(|| invalid(KEY, "is required, e.g. https://vcenter.example.com"))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|err| invalid(KEY, format!("`{url}` is not a URL: {err}")))?;
+    match uri.scheme_str() {
+        Some("https" | "http") => {}
+        _ => {
+            return Err(invalid(
+                KEY,
+                format!("`{url}` must start with https:// or http://"),
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(KEY, format!("`{url}` has no host")));
+    }
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        return Err(invalid(
+            KEY,
+            format!("`{url}` must be a base URL without a path or query"),
+        ));
+    }
+    Ok(uri)
+}
+
+fn upstream_trust(uri: &Uri, cfg: &UpstreamSection) -> Result<UpstreamTrust, ConfigError> {
+    let chosen = [
+        cfg.ca_file.is_some(),
+        cfg.thumbprint.is_some(),
+        cfg.insecure_skip_verify,
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if chosen > 1 {
+        return Err(invalid(
+            "upstream.ca_file",
+            "set at most one of upstream.ca_file, upstream.thumbprint and upstream.insecure_skip_verify",
+        ));
+    }
+    if uri.scheme_str() == Some("http") {
+        if chosen > 0 {
+            return Err(invalid(
+                "upstream.url",
+                "is plain http://, so upstream TLS settings cannot apply; use https:// or remove them",
+            ));
+        }
+        return Ok(UpstreamTrust::PlainHttp);
+    }
+    if let Some(path) = &cfg.ca_file {
+        return existing_file("upstream.ca_file", Some(path)).map(UpstreamTrust::CaFile);
+    }
+    if let Some(text) = &cfg.thumbprint {
+        return parse_thumbprint(text)
+            .map(UpstreamTrust::Thumbprint)
+            .ok_or_else(|| {
+                invalid(
+                    "upstream.thumbprint",
+                    "must be a SHA-256 fingerprint: 32 hex bytes, e.g. AA:BB:...:FF (SHA-1 thumbprints are not accepted)",
+                )
+            });
+    }
+    if cfg.insecure_skip_verify {
+        return Ok(UpstreamTrust::InsecureSkipVerify);
+    }
+    Ok(UpstreamTrust::SystemRoots)
+}
+
+/// Parses `AA:BB:...` (colons optional, any case) into 32 bytes.
+pub fn parse_thumbprint(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let err = config("[upstream]\nurll = \"https://vc\"\n").expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("test.toml"), "{text}");
+        assert!(text.contains("urll"), "{text}");
+    }
+
+    #[test]
+    fn malformed_url_is_named() {
+        let mut cfg = Config::default();
+        cfg.server.cert = Some("Cargo.toml".into());
+        cfg.server.key = Some("Cargo.toml".into());
+        cfg.upstream.url = Some("ftp://vc".into());
+        let err = cfg.validate().expect_err("bad scheme");
+        assert!(
+            err.to_string().starts_with("config key `upstream.url`"),
+            "{err}"
+        );
+        cfg.upstream.url = Some("https://vc/sdk".into());
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn missing_certificate_is_named() {
+        let mut cfg = Config::default();
+        cfg.upstream.url = Some("https://vc".into());
+        cfg.server.cert = Some("/nonexistent/cert.pem".into());
+        let err = cfg.validate().expect_err("missing cert");
+        let text = err.to_string();
+        assert!(
+            text.contains("server.cert") && text.contains("/nonexistent/cert.pem"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn example_config_parses_with_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("vcguard.example.toml");
+        let cfg = Config::load(&path).expect("the shipped example parses");
+        assert_eq!(cfg.server.listen, "0.0.0.0:8443");
+        assert_eq!(
+            cfg.upstream.url.as_deref(),
+            Some("https://vcenter.example.com")
+        );
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let mut cfg = config("[server]\nlisten = \"127.0.0.1:1\"\n").expect("parses");
+        cfg.apply(Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            upstream_insecure: true,
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.server.listen, "127.0.0.1:2");
+        assert!(cfg.upstream.insecure_skip_verify);
+    }
+
+    #[test]
+    fn thumbprint_forms() {
+        let colon = "AB:".repeat(31) + "AB";
+        assert_eq!(parse_thumbprint(&colon), Some([0xAB; 32]));
+        assert_eq!(parse_thumbprint(&"ab".repeat(32)), Some([0xAB; 32]));
+        assert_eq!(parse_thumbprint(&"AB:".repeat(20)), None);
+        assert_eq!(parse_thumbprint(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn trust_choices_are_exclusive() {
+        let mut cfg = Config::default();
+        cfg.server.cert = Some("Cargo.toml".into());
+        cfg.server.key = Some("Cargo.toml".into());
+        cfg.upstream.url = Some("https://vc".into());
+        cfg.upstream.insecure_skip_verify = true;
+        cfg.upstream.thumbprint = Some("AB".repeat(32));
+        assert!(cfg.validate().is_err());
+        cfg.upstream.thumbprint = None;
+        assert_eq!(
+            cfg.validate().expect("valid").upstream_trust,
+            UpstreamTrust::InsecureSkipVerify
+        );
+    }
+}

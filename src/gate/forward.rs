@@ -1,0 +1,425 @@
+//! The last step: forward the request to vCenter and stream the answer back.
+//!
+//! Bodies stream in both directions; headers get reverse-proxy treatment
+//! (hop-by-hop removed, `Host` rewritten, `X-Forwarded-*` set, redirects and
+//! cookies that name vCenter's own host made to work through the gateway).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tower::Service;
+
+use crate::body::{ProxyBody, boxed};
+use crate::gate::request_id::RequestId;
+use crate::gate::respond::{fault_response, protocol_of_path};
+use crate::metrics::{Metrics, Outcome};
+use crate::server::ClientAddr;
+use crate::vsphere::fault::VimFault;
+
+type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Where and how to reach vCenter.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// vCenter's base URL (scheme and authority).
+    pub base: Uri,
+    /// TLS client config (unused for a plain-HTTP base URL).
+    pub tls: rustls::ClientConfig,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Time to receive response headers.
+    pub response_timeout: Duration,
+    /// Idle pooled connection lifetime.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept at most.
+    pub pool_max_idle: usize,
+}
+
+impl UpstreamOptions {
+    /// Options for `base` with the documented defaults of `[upstream]`.
+    pub fn new(base: Uri, tls: rustls::ClientConfig) -> Self {
+        let defaults = crate::config::UpstreamSection::default();
+        Self {
+            base,
+            tls,
+            connect_timeout: Duration::from_secs(defaults.connect_timeout_secs),
+            response_timeout: Duration::from_secs(defaults.response_timeout_secs),
+            pool_idle_timeout: Duration::from_secs(defaults.pool_idle_timeout_secs),
+            pool_max_idle: defaults.pool_max_idle,
+        }
+    }
+}
+
+/// The forwarding service: a pooled keep-alive client to one vCenter.
+#[derive(Clone)]
+pub struct Forward {
+    inner: Arc<ForwardInner>,
+}
+
+struct ForwardInner {
+    client: Client<HttpsConnector, ProxyBody>,
+    scheme: Scheme,
+    authority: Authority,
+    response_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Forward {
+    /// A forwarder to `options.base`, counting into `metrics`.
+    pub fn new(options: UpstreamOptions, metrics: Arc<Metrics>) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(options.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(options.tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.pool_max_idle)
+            .build(connector);
+        let scheme = options.base.scheme().cloned().unwrap_or(Scheme::HTTPS);
+        let authority = options
+            .base
+            .authority()
+            .cloned()
+            .unwrap_or_else(|| Authority::from_static("localhost"));
+        Self {
+            inner: Arc::new(ForwardInner {
+                client,
+                scheme,
+                authority,
+                response_timeout: options.response_timeout,
+                metrics,
+            }),
+        }
+    }
+}
+
+impl Service<Request<ProxyBody>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.forward(req).await) })
+    }
+}
+
+impl ForwardInner {
+    async fn forward(&self, mut req: Request<ProxyBody>) -> Response<ProxyBody> {
+        let protocol = protocol_of_path(req.uri().path());
+        let request_id = req.extensions().get::<RequestId>().cloned();
+        let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
+        let public_authority = client_facing_authority(&req);
+        let upstream_req = match self.upstream_request(req) {
+            Ok(upstream_req) => upstream_req,
+            Err(message) => {
+                self.metrics.count(Outcome::Refused);
+                let fault = VimFault::gateway("InvalidRequest", "request.invalid", message);
+                return fault_response(StatusCode::BAD_REQUEST, protocol, &fault);
+            }
+        };
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(self.response_timeout, self.client.request(upstream_req)).await;
+        let suffix = request_id
+            .map(|id| format!(" (request {id})"))
+            .unwrap_or_default();
+        let mut response = match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                self.metrics.count(Outcome::UpstreamError);
+                let cause = std::error::Error::source(&err)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| err.to_string());
+                tracing::warn!(error = %cause, "vCenter unreachable");
+                let fault = VimFault::gateway(
+                    "HostCommunication",
+                    "upstream.unreachable",
+                    format!(
+                        "vcguard cannot reach vCenter at {}: {cause}{suffix}",
+                        self.authority
+                    ),
+                );
+                return fault_response(StatusCode::BAD_GATEWAY, protocol, &fault);
+            }
+            Err(_) => {
+                self.metrics.count(Outcome::UpstreamTimeout);
+                tracing::warn!(timeout = ?self.response_timeout, "vCenter did not answer in time");
+                let fault = VimFault::gateway(
+                    "HostCommunication",
+                    "upstream.timeout",
+                    format!(
+                        "vCenter at {} did not answer within {} s{suffix}",
+                        self.authority,
+                        self.response_timeout.as_secs()
+                    ),
+                );
+                return fault_response(StatusCode::GATEWAY_TIMEOUT, protocol, &fault);
+            }
+        };
+        self.metrics
+            .upstream_latency
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.count(Outcome::Forwarded);
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(splice_upgraded(client_upgrade, upstream_upgrade));
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, crate::body::empty());
+        }
+        strip_hop_by_hop(response.headers_mut(), false);
+        self.rewrite_location(response.headers_mut(), public_authority.as_ref());
+        self.rewrite_set_cookie(response.headers_mut());
+        response.map(boxed)
+    }
+
+    fn upstream_request(&self, req: Request<ProxyBody>) -> Result<Request<ProxyBody>, String> {
+        let (mut parts, body) = req.into_parts();
+        let upgrade = is_upgrade(&parts.headers);
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|err| format!("cannot build the upstream URL: {err}"))?;
+        parts.version = Version::HTTP_11;
+        let client_addr = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers, upgrade);
+        headers.remove(header::HOST);
+        headers.remove(header::EXPECT);
+        if let Some(ip) = client_addr {
+            let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(prior) => format!("{prior}, {ip}"),
+                None => ip.to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+                headers.insert(X_FORWARDED_FOR, value);
+            }
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        if let Some(host) = original_host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// A redirect to vCenter's own address is turned into one to the gateway.
+    fn rewrite_location(&self, headers: &mut HeaderMap, public: Option<&Authority>) {
+        let Some(public) = public else { return };
+        let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let Ok(uri) = location.parse::<Uri>() else {
+            return;
+        };
+        if uri.authority() != Some(&self.authority) {
+            return;
+        }
+        let pq = uri
+            .path_and_query()
+            .map(PathAndQuery::as_str)
+            .unwrap_or("/");
+        if let Ok(value) = HeaderValue::from_str(&format!("https://{public}{pq}")) {
+            headers.insert(header::LOCATION, value);
+        }
+    }
+
+    /// A cookie scoped to vCenter's host name would never be sent to the gateway: drop the scope.
+    fn rewrite_set_cookie(&self, headers: &mut HeaderMap) {
+        let host = self.authority.host();
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        if !cookies.iter().any(|c| cookie_domain_is(c, host)) {
+            return;
+        }
+        headers.remove(header::SET_COOKIE);
+        for cookie in cookies {
+            let value = match cookie.to_str() {
+                Ok(text) if cookie_domain_is(&cookie, host) => {
+                    let kept: Vec<&str> = text
+                        .split(';')
+                        .filter(|attr| !is_domain_attr(attr, host))
+                        .collect();
+                    HeaderValue::from_str(&kept.join(";")).unwrap_or(cookie)
+                }
+                _ => cookie,
+            };
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn cookie_domain_is(cookie: &HeaderValue, host: &str) -> bool {
+    cookie
+        .to_str()
+        .map(|text| text.split(';').any(|attr| is_domain_attr(attr, host)))
+        .unwrap_or(false)
+}
+
+fn is_domain_attr(attr: &str, host: &str) -> bool {
+    let Some((name, value)) = attr.split_once('=') else {
+        return false;
+    };
+    name.trim().eq_ignore_ascii_case("domain")
+        && value
+            .trim()
+            .trim_start_matches('.')
+            .eq_ignore_ascii_case(host)
+}
+
+fn client_facing_authority<B>(req: &Request<B>) -> Option<Authority> {
+    req.uri().authority().cloned().or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse().ok())
+    })
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11 && is_upgrade(req.headers())
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
+/// `Upgrade` when an upgrade is being passed through.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let fixed = [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ];
+    for name in listed.into_iter().chain(fixed) {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(&name);
+        }
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+async fn splice_upgraded(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("vmware-api-session-id", HeaderValue::from_static("abc"));
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("vmware-api-session-id"));
+    }
+
+    #[test]
+    fn upgrade_headers_survive_for_upgrades() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&headers));
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers[header::UPGRADE], "websocket");
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn domain_attribute_matching() {
+        assert!(is_domain_attr(" Domain=.VC.example.com", "vc.example.com"));
+        assert!(!is_domain_attr(" Path=/", "vc.example.com"));
+        assert!(!is_domain_attr(
+            "Domain=other.example.com",
+            "vc.example.com"
+        ));
+    }
+}

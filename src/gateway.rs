@@ -1,0 +1,164 @@
+//! The running gateway: the client-facing listener and the admin listener, bound and served.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{AdminService, Readiness};
+use crate::config::{Settings, UpstreamTrust};
+use crate::gate::forward::{Forward, UpstreamOptions};
+use crate::gate::{GatewayService, stack};
+use crate::metrics::Metrics;
+use crate::server::{ConnectionLimits, serve};
+use crate::tls::{self, TlsError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Everything needed to bind a gateway, whether from a config file or built in memory (demo, tests).
+pub struct GatewayParts {
+    /// Client-facing address.
+    pub listen: SocketAddr,
+    /// Admin address.
+    pub admin_listen: SocketAddr,
+    /// Client-facing TLS.
+    pub server_tls: Arc<rustls::ServerConfig>,
+    /// How to reach vCenter.
+    pub upstream: UpstreamOptions,
+    /// Connection limits.
+    pub limits: ConnectionLimits,
+}
+
+impl GatewayParts {
+    /// Loads certificates and trust material named by validated `settings`.
+    pub fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+        if settings.upstream_trust == UpstreamTrust::InsecureSkipVerify {
+            tracing::warn!(
+                upstream = %settings.upstream,
+                "upstream.insecure_skip_verify is set: vCenter's certificate is NOT checked; anyone on the path can impersonate vCenter"
+            );
+        }
+        Ok(Self {
+            listen: settings.listen,
+            admin_listen: settings.admin_listen,
+            server_tls: tls::server_config(&settings.cert, &settings.key)?,
+            upstream: UpstreamOptions {
+                base: settings.upstream.clone(),
+                tls: tls::upstream_client_config(&settings.upstream_trust)?,
+                connect_timeout: settings.connect_timeout,
+                response_timeout: settings.response_timeout,
+                pool_idle_timeout: settings.pool_idle_timeout,
+                pool_max_idle: settings.pool_max_idle,
+            },
+            limits: ConnectionLimits {
+                header_read_timeout: settings.header_read_timeout,
+                tls_handshake_timeout: settings.tls_handshake_timeout,
+                max_connections: settings.max_connections,
+                shutdown_grace: settings.shutdown_grace,
+            },
+        })
+    }
+}
+
+/// A gateway whose listeners are bound; [`Gateway::run`] serves them.
+pub struct Gateway {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    server_tls: Arc<rustls::ServerConfig>,
+    service: GatewayService,
+    metrics: Arc<Metrics>,
+    limits: ConnectionLimits,
+}
+
+impl Gateway {
+    /// Binds both listeners and builds the request stack.
+    pub async fn bind(parts: GatewayParts) -> Result<Self, StartError> {
+        let listener = bind("gateway", parts.listen).await?;
+        let admin_listener = bind("admin", parts.admin_listen).await?;
+        let metrics = Arc::new(Metrics::new());
+        let service = stack(Forward::new(parts.upstream, metrics.clone()));
+        Ok(Self {
+            listener,
+            admin_listener,
+            server_tls: parts.server_tls,
+            service,
+            metrics,
+            limits: parts.limits,
+        })
+    }
+
+    /// The client-facing address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// The admin address actually bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests (bounded by the
+    /// grace period). Returns false if requests were still running when the grace period ended.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> bool {
+        let readiness = Readiness::default();
+        let (stop_admin, admin_stopped) = watch::channel(());
+        let admin = tokio::spawn(serve(
+            self.admin_listener,
+            None,
+            AdminService::new(self.metrics.clone(), readiness.clone()),
+            ConnectionLimits::default(),
+            None,
+            async move {
+                let mut admin_stopped = admin_stopped;
+                let _ = admin_stopped.changed().await;
+            },
+        ));
+        let drained = serve(
+            self.listener,
+            Some(self.server_tls),
+            self.service,
+            self.limits,
+            Some(self.metrics.open_connections.clone()),
+            async {
+                shutdown.await;
+                readiness.set_draining();
+                tracing::info!("no longer accepting connections; draining in-flight requests");
+            },
+        )
+        .await;
+        if !drained {
+            tracing::warn!("grace period over with requests still in flight");
+        }
+        let _ = stop_admin.send(());
+        let _ = admin.await;
+        drained
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}

@@ -1,0 +1,188 @@
+//! The `vcguard` command: parses arguments and calls into the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use vcguard::config::{Config, LogFormat, Overrides};
+use vcguard::gateway::{Gateway, GatewayParts};
+
+/// A policy-enforcing reverse proxy for the VMware vSphere API.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format: text or json (overrides `log.format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway in front of a vCenter.
+    Serve(ServeArgs),
+    /// Run the built-in vCenter simulator.
+    Sim(SimArgs),
+    /// Run the simulator and the gateway together on loopback, ready to try.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file (see vcguard.example.toml); flags below win over it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Client-facing listen address (`server.listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// PEM certificate chain for clients (`server.cert`).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// PEM private key for clients (`server.key`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// vCenter base URL (`upstream.url`).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// PEM CA file for vCenter's certificate (`upstream.ca_file`).
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// SHA-256 thumbprint pinning vCenter's certificate (`upstream.thumbprint`).
+    #[arg(long)]
+    upstream_thumbprint: Option<String>,
+    /// Do not verify vCenter's certificate (`upstream.insecure_skip_verify`).
+    #[arg(long)]
+    upstream_insecure: bool,
+    /// Admin listen address for /healthz, /readyz, /metrics (`admin.listen`).
+    #[arg(long)]
+    admin_listen: Option<String>,
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8989")]
+    listen: SocketAddr,
+    /// Serve plain HTTP instead of TLS with a generated certificate.
+    #[arg(long)]
+    plain: bool,
+    /// Extra user as NAME:PASSWORD (repeatable); administrator@vsphere.local:VMware1! always exists.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    users: Vec<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Gateway listen address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Simulator listen address.
+    #[arg(long, default_value = "127.0.0.1:8989")]
+    sim_listen: SocketAddr,
+    /// Admin listen address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("vcguard: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args, cli.log_format).await,
+            Command::Sim(args) => {
+                init_logging(cli.log_format.unwrap_or_default());
+                sim(args).await
+            }
+            Command::Demo(args) => {
+                init_logging(cli.log_format.unwrap_or_default());
+                demo(args).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("vcguard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    config.apply(Overrides {
+        listen: args.listen,
+        cert: args.cert,
+        key: args.key,
+        upstream: args.upstream,
+        upstream_ca: args.upstream_ca,
+        upstream_thumbprint: args.upstream_thumbprint,
+        upstream_insecure: args.upstream_insecure,
+        admin_listen: args.admin_listen,
+    });
+    let settings = config.validate().map_err(|e| e.to_string())?;
+    init_logging(log_format.unwrap_or(settings.log_format));
+    let parts = GatewayParts::from_settings(&settings).map_err(|e| e.to_string())?;
+    let gateway = Gateway::bind(parts).await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %gateway.local_addr(),
+        admin = %gateway.admin_addr(),
+        upstream = %settings.upstream,
+        "vcguard is serving"
+    );
+    gateway.run(vcguard::server::shutdown_signal()).await;
+    tracing::info!("vcguard stopped");
+    Ok(())
+}
+
+async fn sim(args: SimArgs) -> Result<(), String> {
+    let users = args
+        .users
+        .iter()
+        .map(|spec| {
+            spec.split_once(':')
+                .map(|(name, password)| (name.to_owned(), password.to_owned()))
+                .ok_or_else(|| format!("--user {spec}: expected NAME:PASSWORD"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    vcguard::sim::server::run_standalone(args.listen, !args.plain, users)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn demo(args: DemoArgs) -> Result<(), String> {
+    vcguard::demo::run(vcguard::demo::DemoOptions {
+        listen: args.listen,
+        sim_listen: args.sim_listen,
+        admin_listen: args.admin_listen,
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,110 @@
+//! Prometheus metrics of the gateway, served on the admin listener's `/metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How a request through the gateway ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// vCenter answered (any status).
+    Forwarded,
+    /// The gateway refused the request itself (malformed, denied, too large).
+    Refused,
+    /// vCenter could not be reached.
+    UpstreamError,
+    /// vCenter did not answer in time.
+    UpstreamTimeout,
+}
+
+impl Outcome {
+    /// The label value, in Prometheus' snake case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forwarded => "forwarded",
+            Self::Refused => "refused",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// Label set of `vcguard_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// How the request ended.
+    pub outcome: Outcome,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by outcome.
+    pub requests: Family<OutcomeLabels, Counter>,
+    /// Seconds from forwarding a request to vCenter's response headers.
+    pub upstream_latency: Histogram,
+    /// Client connections open now.
+    pub open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `vcguard` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vcguard");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register("requests", "Requests by outcome", requests.clone());
+        let upstream_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from forwarding a request to vCenter's response headers",
+            upstream_latency.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            upstream_latency,
+            open_connections,
+        }
+    }
+
+    /// Counts one request that ended with `outcome`.
+    pub fn count(&self, outcome: Outcome) {
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// The registry, for later modules to register their own metrics.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,228 @@
+//! Listeners: TCP accept with a connection cap, optional TLS, HTTP/1.1 + HTTP/2,
+//! and graceful shutdown that lets in-flight requests finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::{Service, ServiceExt};
+
+use crate::body::{BoxError, ProxyBody, boxed};
+
+/// The client's address, placed in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Limits a listener enforces on its clients.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Time a client may take to send request headers.
+    pub header_read_timeout: Duration,
+    /// Time a client may take to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Connections open at once; further clients wait in the accept queue.
+    pub max_connections: usize,
+    /// After shutdown begins, how long in-flight requests may take.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then drains in-flight
+/// requests for at most `limits.shutdown_grace`. Returns whether draining finished in time.
+pub async fn serve<S>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    service: S,
+    limits: ConnectionLimits,
+    open_connections: Option<Gauge>,
+    shutdown: impl Future<Output = ()>,
+) -> bool
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let limits = Arc::new(limits);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let service = service.clone();
+        let acceptor = acceptor.clone();
+        let limits = limits.clone();
+        let gauge = open_connections.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _open = gauge.map(OpenConnection::new);
+            let service = PerConnection {
+                inner: service,
+                peer,
+            };
+            let builder = http_builder(&limits);
+            match acceptor {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    finish(watcher.watch(conn.into_owned()).await, peer);
+                }
+                Some(acceptor) => {
+                    let Some(tls_stream) = handshake(&acceptor, stream, &limits, peer).await else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                    finish(watcher.watch(conn.into_owned()).await, peer);
+                }
+            }
+        });
+    }
+    drop(listener);
+    tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_ok()
+}
+
+fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
+}
+
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    limits: &ConnectionLimits,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+fn finish(result: Result<(), BoxError>, peer: SocketAddr) {
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Adapts the tower service to hyper for one connection, tagging requests with the peer.
+#[derive(Clone)]
+struct PerConnection<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible> + Clone,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<S, Request<ProxyBody>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        self.inner.clone().oneshot(req.map(boxed))
+    }
+}
+
+/// Counts a connection in the open-connections gauge for as long as it lives.
+struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,181 @@
+//! Shared end-to-end harness: a simulator and a gateway on loopback port 0, real TLS both ways.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vcguard::config::{UpstreamTrust, parse_thumbprint};
+use vcguard::gate::forward::UpstreamOptions;
+use vcguard::gateway::{Gateway, GatewayParts};
+use vcguard::server::ConnectionLimits;
+use vcguard::sim::SimConfig;
+use vcguard::sim::server::{RunningSim, start};
+use vcguard::tls::{SelfSigned, upstream_client_config};
+
+pub const ADMIN_USER: &str = "administrator@vsphere.local";
+pub const ADMIN_PASSWORD: &str = "VMware1!";
+pub const RELEASE: &str = "8.0.3.0";
+const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// How to shape the gateway under test.
+#[derive(Clone)]
+pub struct Options {
+    pub sim: SimConfig,
+    pub response_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sim: SimConfig::default(),
+            response_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Harness {
+    pub sim: Option<RunningSim>,
+    pub gateway: SocketAddr,
+    pub admin: SocketAddr,
+    pub gateway_cert: SelfSigned,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<bool>>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let sim = start(LOOPBACK_ANY_PORT, true, options.sim)
+            .await
+            .expect("simulator starts");
+        let thumbprint = sim.certificate.as_ref().expect("TLS sim").thumbprint();
+        let trust = UpstreamTrust::Thumbprint(parse_thumbprint(&thumbprint).expect("thumbprint"));
+        let mut upstream = UpstreamOptions::new(
+            sim.base_url().parse().expect("url"),
+            upstream_client_config(&trust).expect("client tls"),
+        );
+        upstream.response_timeout = options.response_timeout;
+        let (harness_parts, gateway_cert) = gateway_parts(upstream, options.shutdown_grace);
+        let gateway = Gateway::bind(harness_parts).await.expect("gateway binds");
+        let (gateway_addr, admin) = (gateway.local_addr(), gateway.admin_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            sim: Some(sim),
+            gateway: gateway_addr,
+            admin,
+            gateway_cert,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn sim(&self) -> &RunningSim {
+        self.sim.as_ref().expect("simulator running")
+    }
+
+    /// `https://localhost:PORT` — the gateway's base URL.
+    pub fn base(&self) -> String {
+        format!("https://localhost:{}", self.gateway.port())
+    }
+
+    /// `https://localhost:PORT/sdk/vim25/8.0.3.0`.
+    pub fn vim(&self) -> String {
+        format!("{}/sdk/vim25/{RELEASE}", self.base())
+    }
+
+    /// A client that trusts the gateway's certificate and nothing else.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("client")
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let ca =
+            reqwest::Certificate::from_pem(self.gateway_cert.cert_pem.as_bytes()).expect("pem");
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve("localhost", self.gateway)
+            .no_proxy()
+    }
+
+    /// Logs in over VI/JSON through the gateway and returns the session token.
+    pub async fn login(&self, client: &reqwest::Client) -> String {
+        let response = client
+            .post(format!(
+                "{}/SessionManager/SessionManager/Login",
+                self.vim()
+            ))
+            .json(&serde_json::json!({"userName": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login through the gateway");
+        response
+            .headers()
+            .get("vmware-api-session-id")
+            .expect("token header")
+            .to_str()
+            .expect("ascii token")
+            .to_owned()
+    }
+
+    /// Begins graceful shutdown and returns whether it drained in time.
+    pub async fn shutdown(&mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("gateway task"),
+            None => true,
+        }
+    }
+
+    /// Stops the simulator (vCenter goes away).
+    pub async fn stop_sim(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            sim.stop().await;
+        }
+    }
+}
+
+fn gateway_parts(
+    upstream: UpstreamOptions,
+    shutdown_grace: Duration,
+) -> (GatewayParts, SelfSigned) {
+    let cert = SelfSigned::generate(&["localhost"]).expect("gateway cert");
+    let parts = GatewayParts {
+        listen: LOOPBACK_ANY_PORT,
+        admin_listen: LOOPBACK_ANY_PORT,
+        server_tls: cert.server_config().expect("server tls"),
+        upstream,
+        limits: ConnectionLimits {
+            shutdown_grace,
+            ..ConnectionLimits::default()
+        },
+    };
+    (parts, cert)
+}
+
+/// The exact pyVmomi 9.1 SOAP Login envelope (PROTOCOL.md §3).
+pub fn soap_login_envelope(user: &str, password: &str) -> String {
+    format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            "\n",
+            r#"<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">"#,
+            "\n",
+            r#"<soapenv:Body><Login xmlns="urn:vim25"><_this versionId="9.1.1.0" type="SessionManager">SessionManager</_this><userName versionId="9.1.1.0">{}</userName><password versionId="9.1.1.0">{}</password></Login></soapenv:Body>"#,
+            "\n</soapenv:Envelope>"
+        ),
+        user, password
+    )
+}
