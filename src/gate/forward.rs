@@ -192,8 +192,12 @@ impl ForwardInner {
             return Response::from_parts(parts, crate::body::empty());
         }
         strip_hop_by_hop(response.headers_mut(), false);
-        self.rewrite_location(response.headers_mut(), public_authority.as_ref());
-        self.rewrite_set_cookie(response.headers_mut());
+        rewrite_location(
+            response.headers_mut(),
+            &self.authority,
+            public_authority.as_ref(),
+        );
+        rewrite_set_cookie(response.headers_mut(), self.authority.host());
         response.map(boxed)
     }
 
@@ -238,53 +242,52 @@ impl ForwardInner {
         }
         Ok(Request::from_parts(parts, body))
     }
+}
 
-    /// A redirect to vCenter's own address is turned into one to the gateway.
-    fn rewrite_location(&self, headers: &mut HeaderMap, public: Option<&Authority>) {
-        let Some(public) = public else { return };
-        let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-            return;
-        };
-        let Ok(uri) = location.parse::<Uri>() else {
-            return;
-        };
-        if uri.authority() != Some(&self.authority) {
-            return;
-        }
-        let pq = uri
-            .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
-        if let Ok(value) = HeaderValue::from_str(&format!("https://{public}{pq}")) {
-            headers.insert(header::LOCATION, value);
-        }
+/// A redirect to vCenter's own address is turned into one to the gateway.
+fn rewrite_location(headers: &mut HeaderMap, upstream: &Authority, public: Option<&Authority>) {
+    let Some(public) = public else { return };
+    let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let Ok(uri) = location.parse::<Uri>() else {
+        return;
+    };
+    if uri.authority() != Some(upstream) {
+        return;
     }
+    let pq = uri
+        .path_and_query()
+        .map(PathAndQuery::as_str)
+        .unwrap_or("/");
+    if let Ok(value) = HeaderValue::from_str(&format!("https://{public}{pq}")) {
+        headers.insert(header::LOCATION, value);
+    }
+}
 
-    /// A cookie scoped to vCenter's host name would never be sent to the gateway: drop the scope.
-    fn rewrite_set_cookie(&self, headers: &mut HeaderMap) {
-        let host = self.authority.host();
-        let cookies: Vec<HeaderValue> = headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .cloned()
-            .collect();
-        if !cookies.iter().any(|c| cookie_domain_is(c, host)) {
-            return;
-        }
-        headers.remove(header::SET_COOKIE);
-        for cookie in cookies {
-            let value = match cookie.to_str() {
-                Ok(text) if cookie_domain_is(&cookie, host) => {
-                    let kept: Vec<&str> = text
-                        .split(';')
-                        .filter(|attr| !is_domain_attr(attr, host))
-                        .collect();
-                    HeaderValue::from_str(&kept.join(";")).unwrap_or(cookie)
-                }
-                _ => cookie,
-            };
-            headers.append(header::SET_COOKIE, value);
-        }
+/// A cookie scoped to vCenter's host name would never be sent to the gateway: drop the scope.
+fn rewrite_set_cookie(headers: &mut HeaderMap, host: &str) {
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if !cookies.iter().any(|c| cookie_domain_is(c, host)) {
+        return;
+    }
+    headers.remove(header::SET_COOKIE);
+    for cookie in cookies {
+        let value = match cookie.to_str() {
+            Ok(text) if cookie_domain_is(&cookie, host) => {
+                let kept: Vec<&str> = text
+                    .split(';')
+                    .filter(|attr| !is_domain_attr(attr, host))
+                    .collect();
+                HeaderValue::from_str(&kept.join(";")).unwrap_or(cookie)
+            }
+            _ => cookie,
+        };
+        headers.append(header::SET_COOKIE, value);
     }
 }
 
@@ -411,6 +414,42 @@ mod tests {
         strip_hop_by_hop(&mut headers, true);
         assert_eq!(headers[header::UPGRADE], "websocket");
         assert_eq!(headers[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn redirects_to_vcenter_point_at_the_gateway() {
+        let upstream = Authority::from_static("vc.example.com");
+        let public = Authority::from_static("gw.example.com:8443");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LOCATION,
+            HeaderValue::from_static("https://vc.example.com/ui/?x=1"),
+        );
+        rewrite_location(&mut headers, &upstream, Some(&public));
+        assert_eq!(
+            headers[header::LOCATION],
+            "https://gw.example.com:8443/ui/?x=1"
+        );
+
+        headers.insert(
+            header::LOCATION,
+            HeaderValue::from_static("https://sso.example.com/"),
+        );
+        rewrite_location(&mut headers, &upstream, Some(&public));
+        assert_eq!(headers[header::LOCATION], "https://sso.example.com/");
+    }
+
+    #[test]
+    fn cookies_scoped_to_vcenter_lose_the_scope() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("a=1; Domain=vc.example.com; Path=/; Secure"),
+        );
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("b=2; Path=/"));
+        rewrite_set_cookie(&mut headers, "vc.example.com");
+        let cookies: Vec<_> = headers.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; Path=/; Secure", "b=2; Path=/"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! recorded in a bounded journal so tests can check what reached "vCenter".
 
 mod args;
+mod console;
 mod faults;
 mod inventory;
 mod json_api;
@@ -94,6 +95,8 @@ pub struct SeenRequest {
     pub mo_id: Option<String>,
     /// The raw body of a VI/JSON or SOAP request, at most 64 KiB.
     pub body: Bytes,
+    /// The request headers as they arrived.
+    pub headers: http::HeaderMap,
 }
 
 /// The simulated vCenter; cheap to clone, all clones share state.
@@ -286,7 +289,7 @@ impl Simulator {
     /// Answers one request whose body is already boxed.
     async fn handle_boxed(
         &self,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: RequestBody,
     ) -> Response<SimBody> {
         if let Some(delay) = self.inner.delay {
@@ -310,6 +313,8 @@ impl Simulator {
             soap_api::handle(&self.inner, &parts, body).await
         } else if path == "/folder" || path.starts_with("/folder/") {
             transfer::handle(&self.inner, &parts, body).await
+        } else if console::is_console_path(&path) && parts.method == Method::GET {
+            console::handle(&mut parts)
         } else {
             let response = respond(
                 StatusCode::NOT_FOUND,
@@ -325,6 +330,7 @@ impl Simulator {
             vim_method: seen.vim_method,
             mo_id: seen.mo_id,
             body: seen.body,
+            headers: parts.headers,
         });
         response
     }

@@ -1,0 +1,109 @@
+//! End-to-end: reverse-proxy semantics vCenter and its clients rely on.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Harness;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn headers_are_rewritten_like_a_reverse_proxy() {
+    let harness = Harness::start().await;
+    let client = harness.client();
+    let response = client
+        .get(format!(
+            "{}/ServiceInstance/ServiceInstance/content",
+            harness.vim()
+        ))
+        .header("Connection", "x-hop-secret")
+        .header("x-hop-secret", "must not travel")
+        .header("x-request-id", "client-chosen")
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let gateway_id = response.headers()["x-request-id"].to_str().expect("ascii");
+    assert_ne!(gateway_id, "client-chosen");
+    assert_eq!(gateway_id.len(), 32);
+
+    let seen = harness
+        .sim()
+        .simulator
+        .journal()
+        .pop()
+        .expect("sim saw the request");
+    let header = |name: &str| {
+        seen.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    assert_eq!(header("host"), Some(harness.sim().addr.to_string()));
+    assert_eq!(
+        header("x-forwarded-for").as_deref(),
+        Some("10.1.2.3, 127.0.0.1")
+    );
+    assert_eq!(header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        header("x-forwarded-host"),
+        Some(format!("localhost:{}", harness.gateway.port()))
+    );
+    assert_eq!(header("x-hop-secret"), None);
+    assert_eq!(header("x-request-id"), None);
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through() {
+    let harness = Harness::start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(harness.gateway_cert.cert_der.clone())
+        .expect("gateway cert as root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(harness.gateway).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS to the gateway");
+
+    let request = format!(
+        "GET /ticket/0123abcd HTTP/1.1\r\nHost: localhost:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        harness.gateway.port()
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .expect("send upgrade");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.expect("read head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("utf-8 head");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+
+    for message in [&b"console frame one"[..], &[0u8, 255, 1, 254, 2][..]] {
+        tls.write_all(message)
+            .await
+            .expect("write through the tunnel");
+        let mut echoed = vec![0u8; message.len()];
+        tls.read_exact(&mut echoed)
+            .await
+            .expect("echo through the tunnel");
+        assert_eq!(echoed, message);
+    }
+}
