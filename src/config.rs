@@ -7,6 +7,8 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
+use crate::gate::classify::ClassifyLimits;
+
 /// Why a configuration could not be used; each names the key or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -46,6 +48,8 @@ pub struct Config {
     pub upstream: UpstreamSection,
     /// The admin listener (health, readiness, metrics).
     pub admin: AdminSection,
+    /// Size limits on what the gateway reads to classify a call.
+    pub limits: LimitsSection,
     /// Log output.
     pub log: LogSection,
 }
@@ -117,6 +121,25 @@ impl Default for UpstreamSection {
             response_timeout_secs: 120,
             pool_idle_timeout_secs: 90,
             pool_max_idle: 256,
+        }
+    }
+}
+
+/// `[limits]`: how much of a request the gateway reads to classify it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest body of a guarded call, read whole and parsed; larger ones get 413. Default 1048576.
+    pub guarded_body_max_bytes: usize,
+    /// Most bytes of a SOAP body read to find its method and `_this`. Default 65536.
+    pub soap_head_max_bytes: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            guarded_body_max_bytes: 1024 * 1024,
+            soap_head_max_bytes: 64 * 1024,
         }
     }
 }
@@ -223,6 +246,8 @@ pub struct Settings {
     pub pool_max_idle: usize,
     /// Admin listen address.
     pub admin_listen: SocketAddr,
+    /// Classification size limits.
+    pub classify: ClassifyLimits,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -316,6 +341,19 @@ impl Config {
                 return Err(invalid(key, "must be at least 1 second"));
             }
         }
+        let limits = &self.limits;
+        if limits.guarded_body_max_bytes < 1024 {
+            return Err(invalid(
+                "limits.guarded_body_max_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if limits.soap_head_max_bytes < 1024 {
+            return Err(invalid(
+                "limits.soap_head_max_bytes",
+                "must be at least 1024",
+            ));
+        }
         let upstream = parse_upstream_url(upstream_cfg.url.as_deref())?;
         let upstream_trust = upstream_trust(&upstream, upstream_cfg)?;
         Ok(Settings {
@@ -333,6 +371,10 @@ impl Config {
             pool_idle_timeout: Duration::from_secs(upstream_cfg.pool_idle_timeout_secs),
             pool_max_idle: upstream_cfg.pool_max_idle,
             admin_listen,
+            classify: ClassifyLimits {
+                guarded_body_max: limits.guarded_body_max_bytes,
+                soap_head_max: limits.soap_head_max_bytes,
+            },
             log_format: self.log.format,
         })
     }

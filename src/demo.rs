@@ -71,6 +71,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             tls::upstream_client_config(&trust)?,
         ),
         limits,
+        classify: Default::default(),
     })
     .await?;
     print_banner(&gateway, &sim.base_url(), &cert_path);

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::admin::{AdminService, Readiness};
 use crate::config::{Settings, UpstreamTrust};
+use crate::gate::classify::{ClassifyLayer, ClassifyLimits, GuardedSet};
 use crate::gate::forward::{Forward, UpstreamOptions};
 use crate::gate::{GatewayService, stack};
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub struct GatewayParts {
     pub upstream: UpstreamOptions,
     /// Connection limits.
     pub limits: ConnectionLimits,
+    /// Classification size limits.
+    pub classify: ClassifyLimits,
 }
 
 impl GatewayParts {
@@ -74,6 +77,7 @@ impl GatewayParts {
                 max_connections: settings.max_connections,
                 shutdown_grace: settings.shutdown_grace,
             },
+            classify: settings.classify,
         })
     }
 }
@@ -94,7 +98,8 @@ impl Gateway {
         let listener = bind("gateway", parts.listen).await?;
         let admin_listener = bind("admin", parts.admin_listen).await?;
         let metrics = Arc::new(Metrics::new());
-        let service = stack(Forward::new(parts.upstream, metrics.clone()));
+        let classify = ClassifyLayer::new(GuardedSet::default(), parts.classify);
+        let service = stack(classify, Forward::new(parts.upstream, metrics.clone()));
         Ok(Self {
             listener,
             admin_listener,

@@ -10,7 +10,4 @@ pub mod metrics;
 pub mod server;
 pub mod sim;
 pub mod tls;
-/// vSphere protocol knowledge (temporary inline map while classification is integrated).
-pub mod vsphere {
-    pub mod fault;
-}
+pub mod vsphere;

@@ -51,6 +51,10 @@ where
             client = client.map(tracing::field::display),
             method = %req.method(),
             path = req.uri().path(),
+            protocol = tracing::field::Empty,
+            vim_method = tracing::field::Empty,
+            moid = tracing::field::Empty,
+            guarded = tracing::field::Empty,
         );
         let inner = span.in_scope(|| self.inner.call(req));
         AccessLogFuture {

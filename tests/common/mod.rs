@@ -161,6 +161,7 @@ fn gateway_parts(
             shutdown_grace,
             ..ConnectionLimits::default()
         },
+        classify: Default::default(),
     };
     (parts, cert)
 }

@@ -1,0 +1,8 @@
+//! Fuzz target: `vcguard::vsphere::fuzz_entry::path_parser` on arbitrary bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    vcguard::vsphere::fuzz_entry::path_parser(data);
+});

@@ -1,0 +1,15 @@
+//! vSphere protocol knowledge: paths, SOAP envelopes, typed bodies, faults.
+
+pub mod bodies;
+pub mod classify;
+pub mod credentials;
+pub mod fault;
+pub mod fuzz_entry;
+pub mod guarded;
+pub mod indirect;
+pub mod json_body;
+pub mod operation;
+pub mod path;
+pub mod soap;
+pub mod soap_tail;
+mod xml_tree;
