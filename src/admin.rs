@@ -10,6 +10,7 @@ use tower::Service;
 
 use crate::body::{ProxyBody, full};
 use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 
 /// Shared readiness: false once shutdown has begun, so load balancers drain this replica.
 #[derive(Debug, Clone)]
@@ -38,12 +39,17 @@ impl Readiness {
 pub struct AdminService {
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    policies: Arc<PolicyStore>,
 }
 
 impl AdminService {
-    /// An admin service over `metrics` and `readiness`.
-    pub fn new(metrics: Arc<Metrics>, readiness: Readiness) -> Self {
-        Self { metrics, readiness }
+    /// An admin service over `metrics`, `readiness` and the policies in force.
+    pub fn new(metrics: Arc<Metrics>, readiness: Readiness, policies: Arc<PolicyStore>) -> Self {
+        Self {
+            metrics,
+            readiness,
+            policies,
+        }
     }
 
     fn answer(&self, req: &Request<ProxyBody>) -> Response<ProxyBody> {
@@ -52,14 +58,19 @@ impl AdminService {
         }
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
-            "/readyz" if self.readiness.is_ready() => {
-                text(StatusCode::OK, r#"{"status":"ready"}"#, "application/json")
+            "/readyz" => {
+                let ready = self.readiness.is_ready();
+                let body = serde_json::json!({
+                    "status": if ready { "ready" } else { "draining" },
+                    "policy_set": self.policies.current().hash(),
+                });
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                text(status, body.to_string(), "application/json")
             }
-            "/readyz" => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"status":"draining"}"#,
-                "application/json",
-            ),
             "/metrics" => text(
                 StatusCode::OK,
                 self.metrics.encode(),

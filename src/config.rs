@@ -50,6 +50,10 @@ pub struct Config {
     pub admin: AdminSection,
     /// Size limits on what the gateway reads to classify a call.
     pub limits: LimitsSection,
+    /// The Cedar policies.
+    pub policy: PolicySection,
+    /// Session-to-user resolution.
+    pub identity: IdentitySection,
     /// Log output.
     pub log: LogSection,
 }
@@ -121,6 +125,47 @@ impl Default for UpstreamSection {
             response_timeout_secs: 120,
             pool_idle_timeout_secs: 90,
             pool_max_idle: 256,
+        }
+    }
+}
+
+/// `[policy]`: where the Cedar policies live and how changes are picked up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Directory with `schema.cedarschema`, `*.cedar` and optional `entities.json`. Default `policies`.
+    pub dir: PathBuf,
+    /// Seconds between checks of the directory for changes (0: only on SIGHUP). Default 2.
+    pub reload_poll_secs: u64,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("policies"),
+            reload_poll_secs: 2,
+        }
+    }
+}
+
+/// `[identity]`: how the gateway knows who is calling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySection {
+    /// Seconds a learned session → user mapping is trusted before vCenter is asked again. Default 600.
+    pub session_ttl_secs: u64,
+    /// Seconds a token vCenter did not know is remembered as unknown. Default 30.
+    pub unknown_session_ttl_secs: u64,
+    /// Sessions remembered at most. Default 100000.
+    pub max_sessions: usize,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 600,
+            unknown_session_ttl_secs: 30,
+            max_sessions: 100_000,
         }
     }
 }
@@ -198,6 +243,8 @@ pub struct Overrides {
     pub upstream_insecure: bool,
     /// `--admin-listen`.
     pub admin_listen: Option<String>,
+    /// `--policies`.
+    pub policies: Option<PathBuf>,
 }
 
 /// How the gateway trusts vCenter's certificate.
@@ -248,6 +295,12 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// Classification size limits.
     pub classify: ClassifyLimits,
+    /// Policy directory.
+    pub policy_dir: PathBuf,
+    /// Policy directory poll interval (`None`: SIGHUP only).
+    pub policy_poll: Option<Duration>,
+    /// Session cache settings.
+    pub identity: IdentitySection,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -281,6 +334,7 @@ impl Config {
             upstream_thumbprint,
             upstream_insecure,
             admin_listen,
+            policies,
         } = flags;
         if let Some(v) = listen {
             self.server.listen = v;
@@ -305,6 +359,9 @@ impl Config {
         }
         if let Some(v) = admin_listen {
             self.admin.listen = v;
+        }
+        if let Some(v) = policies {
+            self.policy.dir = v;
         }
     }
 
@@ -375,6 +432,10 @@ impl Config {
                 guarded_body_max: limits.guarded_body_max_bytes,
                 soap_head_max: limits.soap_head_max_bytes,
             },
+            policy_dir: self.policy.dir.clone(),
+            policy_poll: (self.policy.reload_poll_secs > 0)
+                .then(|| Duration::from_secs(self.policy.reload_poll_secs)),
+            identity: self.identity.clone(),
             log_format: self.log.format,
         })
     }

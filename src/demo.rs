@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::UpstreamTrust;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{IdentitySection, UpstreamTrust};
 use crate::gate::forward::UpstreamOptions;
-use crate::gateway::{Gateway, GatewayParts, StartError};
+use crate::gateway::{Gateway, GatewayParts, StartError, load_policies};
 use crate::server::ConnectionLimits;
 use crate::sim::SimConfig;
 use crate::sim::server::{SimStartError, start};
@@ -20,6 +23,8 @@ pub struct DemoOptions {
     pub sim_listen: SocketAddr,
     /// The admin address.
     pub admin_listen: SocketAddr,
+    /// The policy directory.
+    pub policies: PathBuf,
 }
 
 /// Why the demo could not start.
@@ -72,9 +77,12 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         ),
         limits,
         classify: Default::default(),
+        policies: Arc::new(load_policies(&options.policies)?),
+        policy_poll: Some(Duration::from_secs(2)),
+        identity: IdentitySection::default(),
     })
     .await?;
-    print_banner(&gateway, &sim.base_url(), &cert_path);
+    print_banner(&gateway, &sim.base_url(), &cert_path, &options.policies);
     gateway.run(crate::server::shutdown_signal()).await;
     sim.stop().await;
     Ok(())
@@ -89,7 +97,7 @@ fn write_public_cert(dir: &Path, path: &Path, pem: &str) -> Result<(), DemoError
     std::fs::write(path, pem).map_err(write_error)
 }
 
-fn print_banner(gateway: &Gateway, sim_url: &str, cert: &Path) {
+fn print_banner(gateway: &Gateway, sim_url: &str, cert: &Path, policies: &Path) {
     let port = gateway.local_addr().port();
     let base = format!("https://localhost:{port}");
     let cert = cert.display();
@@ -113,12 +121,19 @@ Try it (copy-paste):
   # 2. read a host
   curl -s --cacert {cert} -H "vmware-api-session-id: $TOKEN" {vim}/HostSystem/host-21/runtime
 
-  # 3. enter maintenance mode
+  # 3. enter maintenance mode: refused without a change ticket (policy maintenance-needs-ticket)
   curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
     -d '{{"timeout":0}}' {vim}/HostSystem/host-21/EnterMaintenanceMode_Task
+
+  # 4. strict lockdown: refused by policy lockdown-no-strict; lockdownNormal goes through
+  curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
+    -d '{{"mode":"lockdownStrict"}}' {vim}/HostAccessManager/ham-21/ChangeLockdownMode
+
+Policies in force: {policies} (edit them; changes apply within seconds, invalid ones are rejected).
 
 Press Ctrl-C to stop.
 "#,
         admin = gateway.admin_addr(),
+        policies = policies.display(),
     );
 }

@@ -2,17 +2,24 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminService, Readiness};
-use crate::config::{Settings, UpstreamTrust};
+use crate::config::{IdentitySection, Settings, UpstreamTrust};
 use crate::gate::classify::{ClassifyLayer, ClassifyLimits, GuardedSet};
+use crate::gate::decide::DecideLayer;
 use crate::gate::forward::{Forward, UpstreamOptions};
-use crate::gate::{GatewayService, stack};
+use crate::gate::identify::IdentifyLayer;
+use crate::gate::{GatewayService, Steps, stack};
+use crate::identity::SessionCache;
 use crate::metrics::Metrics;
+use crate::policy::{LoadErrors, PolicySet, PolicyStore};
+use crate::reload::{PolicyReloader, guarded_methods};
 use crate::server::{ConnectionLimits, serve};
 use crate::tls::{self, TlsError};
 
@@ -22,6 +29,14 @@ pub enum StartError {
     /// A certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The policy directory did not load.
+    #[error("policies in {dir} are invalid:\n{errors}")]
+    Policies {
+        /// The directory.
+        dir: PathBuf,
+        /// Every problem, located.
+        errors: LoadErrors,
+    },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -48,6 +63,12 @@ pub struct GatewayParts {
     pub limits: ConnectionLimits,
     /// Classification size limits.
     pub classify: ClassifyLimits,
+    /// The policy set in force, reloadable.
+    pub policies: Arc<PolicyStore>,
+    /// How often to look for policy changes (`None`: SIGHUP only).
+    pub policy_poll: Option<Duration>,
+    /// Session cache settings.
+    pub identity: IdentitySection,
 }
 
 impl GatewayParts {
@@ -78,8 +99,21 @@ impl GatewayParts {
                 shutdown_grace: settings.shutdown_grace,
             },
             classify: settings.classify,
+            policies: Arc::new(load_policies(&settings.policy_dir)?),
+            policy_poll: settings.policy_poll,
+            identity: settings.identity.clone(),
         })
     }
+}
+
+/// Loads and validates a policy directory into a reloadable store.
+pub fn load_policies(dir: &Path) -> Result<PolicyStore, StartError> {
+    let set = PolicySet::load(dir).map_err(|errors| StartError::Policies {
+        dir: dir.to_owned(),
+        errors,
+    })?;
+    tracing::info!(dir = %dir.display(), hash = %set.hash(), policies = ?set.policy_ids(), "policies loaded");
+    Ok(PolicyStore::new(set, dir.to_owned()))
 }
 
 /// A gateway whose listeners are bound; [`Gateway::run`] serves them.
@@ -90,6 +124,9 @@ pub struct Gateway {
     service: GatewayService,
     metrics: Arc<Metrics>,
     limits: ConnectionLimits,
+    policies: Arc<PolicyStore>,
+    reloader: PolicyReloader,
+    policy_poll: Option<Duration>,
 }
 
 impl Gateway {
@@ -98,15 +135,30 @@ impl Gateway {
         let listener = bind("gateway", parts.listen).await?;
         let admin_listener = bind("admin", parts.admin_listen).await?;
         let metrics = Arc::new(Metrics::new());
-        let classify = ClassifyLayer::new(GuardedSet::default(), parts.classify);
-        let service = stack(classify, Forward::new(parts.upstream, metrics.clone()));
+        let guarded = GuardedSet::new(guarded_methods(&parts.policies.current()));
+        let forward = Forward::new(parts.upstream, metrics.clone());
+        let identity = &parts.identity;
+        let sessions = Arc::new(SessionCache::new(
+            Duration::from_secs(identity.session_ttl_secs),
+            Duration::from_secs(identity.unknown_session_ttl_secs),
+            identity.max_sessions,
+        ));
+        let service = stack(Steps {
+            classify: ClassifyLayer::new(guarded.clone(), parts.classify),
+            identify: IdentifyLayer::new(sessions, forward.clone()),
+            decide: DecideLayer::new(parts.policies.clone(), metrics.clone()),
+            forward,
+        });
         Ok(Self {
             listener,
             admin_listener,
             server_tls: parts.server_tls,
             service,
+            reloader: PolicyReloader::new(parts.policies.clone(), guarded, metrics.clone()),
             metrics,
             limits: parts.limits,
+            policies: parts.policies,
+            policy_poll: parts.policy_poll,
         })
     }
 
@@ -132,7 +184,11 @@ impl Gateway {
         let admin = tokio::spawn(serve(
             self.admin_listener,
             None,
-            AdminService::new(self.metrics.clone(), readiness.clone()),
+            AdminService::new(
+                self.metrics.clone(),
+                readiness.clone(),
+                self.policies.clone(),
+            ),
             ConnectionLimits::default(),
             None,
             async move {
@@ -140,6 +196,7 @@ impl Gateway {
                 let _ = admin_stopped.changed().await;
             },
         ));
+        let reloader = tokio::spawn(self.reloader.run(self.policy_poll));
         let drained = serve(
             self.listener,
             Some(self.server_tls),
@@ -156,6 +213,7 @@ impl Gateway {
         if !drained {
             tracing::warn!("grace period over with requests still in flight");
         }
+        reloader.abort();
         let _ = stop_admin.send(());
         let _ = admin.await;
         drained

@@ -27,6 +27,49 @@ enum Command {
     Sim(SimArgs),
     /// Run the simulator and the gateway together on loopback, ready to try.
     Demo(DemoArgs),
+    /// Check, test and explain Cedar policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory; print every error with file and line.
+    Check {
+        /// The policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Run the test cases in DIR/tests/*.toml; prints `N passed, N failed`.
+    Test {
+        /// The policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Show the decision for one request and the policies that determined it.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// The policy directory.
+    #[arg(long, default_value = "policies")]
+    dir: PathBuf,
+    /// Principal, e.g. 'User::"VSPHERE.LOCAL\\Administrator"' or 'Unauthenticated'.
+    #[arg(long, default_value = "Unauthenticated")]
+    principal: String,
+    /// Groups of a User principal (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// The vim method, e.g. ChangeLockdownMode.
+    #[arg(long)]
+    action: String,
+    /// Resource, e.g. 'HostAccessManager::"ham-21"'.
+    #[arg(long)]
+    resource: String,
+    /// The context as a JSON object (see policies/schema.cedarschema).
+    #[arg(long)]
+    context: String,
 }
 
 #[derive(Args)]
@@ -58,6 +101,9 @@ struct ServeArgs {
     /// Admin listen address for /healthz, /readyz, /metrics (`admin.listen`).
     #[arg(long)]
     admin_listen: Option<String>,
+    /// Cedar policy directory (`policy.dir`).
+    #[arg(long)]
+    policies: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -84,6 +130,9 @@ struct DemoArgs {
     /// Admin listen address.
     #[arg(long, default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
+    /// Cedar policy directory the demo enforces.
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +158,7 @@ fn main() -> ExitCode {
                 init_logging(cli.log_format.unwrap_or_default());
                 demo(args).await
             }
+            Command::Policy(command) => policy(command),
         }
     });
     match result {
@@ -134,6 +184,7 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<(), Str
         upstream_thumbprint: args.upstream_thumbprint,
         upstream_insecure: args.upstream_insecure,
         admin_listen: args.admin_listen,
+        policies: args.policies,
     });
     let settings = config.validate().map_err(|e| e.to_string())?;
     init_logging(log_format.unwrap_or(settings.log_format));
@@ -170,9 +221,54 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         listen: args.listen,
         sim_listen: args.sim_listen,
         admin_listen: args.admin_listen,
+        policies: args.policies,
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+fn policy(command: PolicyCommand) -> Result<(), String> {
+    use vcguard::policy::{
+        PolicyRequest, PolicySet, explain, parse_principal, parse_resource, run_tests,
+    };
+    match command {
+        PolicyCommand::Check { dir } => {
+            let set = PolicySet::load(&dir).map_err(|errors| errors.to_string())?;
+            println!(
+                "{}: {} policies valid (set {})",
+                dir.display(),
+                set.policy_ids().len(),
+                set.hash()
+            );
+            Ok(())
+        }
+        PolicyCommand::Test { dir } => {
+            let report = run_tests(&dir).map_err(|errors| errors.to_string())?;
+            println!("{report}");
+            if report.success() {
+                Ok(())
+            } else {
+                Err("policy tests failed".into())
+            }
+        }
+        PolicyCommand::Explain(args) => {
+            let set = PolicySet::load(&args.dir).map_err(|errors| errors.to_string())?;
+            let mut principal = parse_principal(&args.principal).map_err(|e| e.to_string())?;
+            if let vcguard::policy::Principal::User { groups, .. } = &mut principal {
+                groups.extend(args.groups);
+            }
+            let context = serde_json::from_str(&args.context)
+                .map_err(|e| format!("--context is not a JSON object: {e}"))?;
+            let request = PolicyRequest {
+                principal,
+                action: args.action,
+                resource: parse_resource(&args.resource).map_err(|e| e.to_string())?,
+                context,
+            };
+            print!("{}", explain(&set, &request));
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -54,6 +54,15 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     /// Client connections open now.
     pub open_connections: Gauge,
+    /// Policy reloads by result.
+    pub policy_reloads: Family<ReloadLabels, Counter>,
+}
+
+/// Label set of `vcguard_policy_reloads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied` or `rejected`.
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -80,11 +89,18 @@ impl Metrics {
             "Client connections open now",
             open_connections.clone(),
         );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result (applied, rejected)",
+            policy_reloads.clone(),
+        );
         Self {
             registry,
             requests,
             upstream_latency,
             open_connections,
+            policy_reloads,
         }
     }
 
@@ -92,6 +108,14 @@ impl Metrics {
     pub fn count(&self, outcome: Outcome) {
         self.requests
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts one policy reload that was applied (`true`) or rejected.
+    pub fn count_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.policy_reloads
+            .get_or_create(&ReloadLabels { result })
             .inc();
     }
 

@@ -87,3 +87,91 @@ fn malformed_upstream_url_is_named() {
     assert!(!ok);
     assert!(stderr.contains("upstream.url"), "{stderr}");
 }
+
+fn policies_with_typo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for name in ["schema.cedarschema", "baseline-permit.cedar"] {
+        std::fs::copy(shipped.join(name), dir.path().join(name)).expect("copy");
+    }
+    std::fs::write(
+        dir.path().join("lockdown.cedar"),
+        "@id(\"lockdown-no-strict\")\n@reason(\"r\")\nforbid (principal, action == VSphere::Action::\"ChangeLockdownMode\", resource)\nwhen { context.body.mdoe == \"lockdownStrict\" };\n",
+    )
+    .expect("write");
+    dir
+}
+
+#[test]
+fn policy_check_names_a_typo_with_file_and_line() {
+    let dir = policies_with_typo();
+    let path = dir.path().to_str().expect("utf-8");
+    let output = Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args(["policy", "check", path])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("lockdown.cedar:4"), "{stderr}");
+    assert!(stderr.contains("mdoe"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args([
+            "policy",
+            "check",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn start_up_refuses_invalid_policies() {
+    let dir = policies_with_typo();
+    let cert = vcguard::tls::SelfSigned::generate(&["localhost"]).expect("cert");
+    let cert_path = dir.path().join("gateway.pem");
+    let key_path = dir.path().join("gateway.key");
+    std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
+    std::fs::write(&key_path, &cert.key_pem).expect("write key");
+    let (ok, stderr) = vcguard(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "https://vc.example.com",
+        "--upstream-insecure",
+        "--cert",
+        cert_path.to_str().expect("utf-8"),
+        "--key",
+        key_path.to_str().expect("utf-8"),
+        "--policies",
+        dir.path().to_str().expect("utf-8"),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("lockdown.cedar:4") && stderr.contains("mdoe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_policy_tests_pass() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args([
+            "policy",
+            "test",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        ])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+}

@@ -1,15 +1,16 @@
-//! An independent VI/JSON client (the `vim_rs` crate) works through the gateway by changing only its base URL.
+//! An independent VI/JSON client (the `vim_rs` crate) works through the gateway by changing
+//! only its base URL, and shows the gateway's denials as vim faults.
 
 mod common;
 
 use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, RELEASE};
 use vim_rs::core::ClientBuilder;
-use vim_rs::mo::HostSystem;
-use vim_rs::types::enums::MoTypesEnum;
+use vim_rs::mo::{HostAccessManager, HostSystem};
+use vim_rs::types::enums::{HostLockdownModeEnum, MoTypesEnum};
 use vim_rs::types::structs::ManagedObjectReference;
 
 #[tokio::test]
-async fn vim_rs_logs_in_reads_a_host_and_enters_maintenance_mode() {
+async fn vim_rs_logs_in_reads_a_host_and_is_held_to_the_policies() {
     let harness = Harness::start().await;
     let server = format!("localhost:{}", harness.gateway.port());
     let client = ClientBuilder::new(&server)
@@ -26,19 +27,42 @@ async fn vim_rs_logs_in_reads_a_host_and_enters_maintenance_mode() {
         value: "host-22".into(),
     };
     let name: String = client
-        .fetch_property(host.clone(), "name")
+        .fetch_property(host, "name")
         .await
         .expect("host name");
     assert!(!name.is_empty());
 
-    let task = HostSystem::new(client.clone(), "host-22")
+    let refused = HostSystem::new(client.clone(), "host-22")
         .enter_maintenance_mode_task(0, None, None)
         .await
-        .expect("EnterMaintenanceMode_Task");
-    assert!(task.value.starts_with("task-"), "{task:?}");
+        .expect_err("maintenance without a change ticket is refused");
+    let shown = format!("{refused:?}");
+    assert!(shown.contains("RestrictedByAdministrator"), "{shown}");
+    assert!(shown.contains("maintenance-needs-ticket"), "{shown}");
     assert_eq!(
         harness.sim().simulator.host_in_maintenance("host-22"),
-        Some(true)
+        Some(false)
+    );
+
+    let ham = HostAccessManager::new(client.clone(), "ham-22");
+    let refused = ham
+        .change_lockdown_mode(HostLockdownModeEnum::LockdownStrict)
+        .await
+        .expect_err("strict lockdown is refused");
+    assert!(
+        format!("{refused:?}").contains("lockdown-no-strict"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-22").as_deref(),
+        Some("lockdownDisabled")
+    );
+    ham.change_lockdown_mode(HostLockdownModeEnum::LockdownNormal)
+        .await
+        .expect("normal lockdown goes through");
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-22").as_deref(),
+        Some("lockdownNormal")
     );
     client.close().await.expect("logout");
 }

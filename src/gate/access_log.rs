@@ -55,6 +55,7 @@ where
             vim_method = tracing::field::Empty,
             moid = tracing::field::Empty,
             guarded = tracing::field::Empty,
+            user = tracing::field::Empty,
         );
         let inner = span.in_scope(|| self.inner.call(req));
         AccessLogFuture {

@@ -217,7 +217,7 @@ where
 
 /// Calls the inner service through a boxed future: naming the body type here (outside the
 /// async block) keeps the compiler from asking for `Send` over every error lifetime.
-fn call_boxed<S>(
+pub(crate) fn call_boxed<S>(
     inner: &mut S,
     req: Request<ProxyBody>,
 ) -> BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>

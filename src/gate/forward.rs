@@ -110,6 +110,14 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// Sends one request to vCenter (used by steps that ask vCenter themselves, e.g. identify).
+    pub fn send(&self, req: Request<ProxyBody>) -> BoxFuture<'static, Response<ProxyBody>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.forward(req).await })
+    }
+}
+
 impl Service<Request<ProxyBody>> for Forward {
     type Response = Response<ProxyBody>;
     type Error = Infallible;

@@ -2,26 +2,45 @@
 
 pub mod access_log;
 pub mod classify;
+pub mod decide;
 pub mod forward;
+pub mod identify;
 pub mod request_id;
 pub mod respond;
 pub mod soap_tail;
+pub mod ticket;
 
 use tower::ServiceBuilder;
 
 use crate::gate::access_log::{AccessLog, AccessLogLayer};
 use crate::gate::classify::{Classify, ClassifyLayer};
+use crate::gate::decide::{Decide, DecideLayer};
 use crate::gate::forward::Forward;
+use crate::gate::identify::{Identify, IdentifyLayer};
 use crate::gate::request_id::{RequestIdLayer, SetRequestId};
 
 /// The assembled gateway service, outermost layer first.
-pub type GatewayService = SetRequestId<AccessLog<Classify<Forward>>>;
+pub type GatewayService = SetRequestId<AccessLog<Classify<Identify<Decide<Forward>>>>>;
+
+/// The configured steps, in the order of the request's way through.
+pub struct Steps {
+    /// What call is this?
+    pub classify: ClassifyLayer,
+    /// Who is calling?
+    pub identify: IdentifyLayer,
+    /// Do the policies allow it?
+    pub decide: DecideLayer,
+    /// Send it to vCenter.
+    pub forward: Forward,
+}
 
 /// Assembles the stack in the order of the request's way through (DESIGN.md).
-pub fn stack(classify: ClassifyLayer, forward: Forward) -> GatewayService {
+pub fn stack(steps: Steps) -> GatewayService {
     ServiceBuilder::new()
         .layer(RequestIdLayer)
         .layer(AccessLogLayer)
-        .layer(classify)
-        .service(forward)
+        .layer(steps.classify)
+        .layer(steps.identify)
+        .layer(steps.decide)
+        .service(steps.forward)
 }

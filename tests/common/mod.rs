@@ -2,13 +2,16 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use vcguard::config::IdentitySection;
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::gate::forward::UpstreamOptions;
-use vcguard::gateway::{Gateway, GatewayParts};
+use vcguard::gateway::{Gateway, GatewayParts, load_policies};
 use vcguard::server::ConnectionLimits;
 use vcguard::sim::SimConfig;
 use vcguard::sim::server::{RunningSim, start};
@@ -25,6 +28,8 @@ pub struct Options {
     pub sim: SimConfig,
     pub response_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub policies: PathBuf,
+    pub policy_poll: Option<Duration>,
 }
 
 impl Default for Options {
@@ -33,6 +38,8 @@ impl Default for Options {
             sim: SimConfig::default(),
             response_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            policies: shipped_policies(),
+            policy_poll: None,
         }
     }
 }
@@ -62,7 +69,9 @@ impl Harness {
             upstream_client_config(&trust).expect("client tls"),
         );
         upstream.response_timeout = options.response_timeout;
-        let (harness_parts, gateway_cert) = gateway_parts(upstream, options.shutdown_grace);
+        let (mut harness_parts, gateway_cert) = gateway_parts(upstream, options.shutdown_grace);
+        harness_parts.policies = Arc::new(load_policies(&options.policies).expect("policies load"));
+        harness_parts.policy_poll = options.policy_poll;
         let gateway = Gateway::bind(harness_parts).await.expect("gateway binds");
         let (gateway_addr, admin) = (gateway.local_addr(), gateway.admin_addr());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -162,6 +171,9 @@ fn gateway_parts(
             ..ConnectionLimits::default()
         },
         classify: Default::default(),
+        policies: Arc::new(load_policies(&shipped_policies()).expect("shipped policies load")),
+        policy_poll: None,
+        identity: IdentitySection::default(),
     };
     (parts, cert)
 }
@@ -179,4 +191,9 @@ pub fn soap_login_envelope(user: &str, password: &str) -> String {
         ),
         user, password
     )
+}
+
+/// The repository's `policies/` directory.
+pub fn shipped_policies() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
 }

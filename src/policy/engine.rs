@@ -1,0 +1,267 @@
+//! The loaded, immutable policy set and the decision on one request.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy as cedar;
+use cedar_policy::{
+    AuthorizationError, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Request,
+};
+
+use super::decision::{Decision, PolicyHit};
+use super::error::diagnostic_text;
+use super::request::{PolicyRequest, Principal};
+use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
+
+/// Where a policy came from, for messages.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyMeta {
+    /// The `@reason` annotation.
+    pub(crate) reason: Option<String>,
+    /// `file:line` of the policy.
+    pub(crate) location: String,
+    /// True for `@mode("monitor")` policies.
+    pub(crate) monitor: bool,
+}
+
+/// A validated set of policies with its schema and entities; immutable, share it via `Arc`.
+#[derive(Debug)]
+pub struct PolicySet {
+    pub(crate) schema: cedar::Schema,
+    pub(crate) enforced: cedar::PolicySet,
+    pub(crate) monitor: cedar::PolicySet,
+    pub(crate) entities: Entities,
+    pub(crate) hash: String,
+    /// Per policy id: reason, location, mode.
+    pub(crate) meta: BTreeMap<String, PolicyMeta>,
+    /// Declared methods (actions that are not groups), sorted.
+    pub(crate) guarded: Vec<String>,
+    pub(crate) guarded_set: HashSet<String>,
+    /// Declared action groups.
+    pub(crate) groups: HashSet<String>,
+    /// Entity type basenames a resource may be evaluated as (declared, not principals).
+    pub(crate) resource_types: HashSet<String>,
+    pub(crate) authorizer: Authorizer,
+}
+
+impl PolicySet {
+    /// SHA-256 (hex) over the loaded files' names and contents; stable for the same files.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The method names declared as actions in the schema (without the action groups), sorted.
+    pub fn guarded_actions(&self) -> Vec<String> {
+        self.guarded.clone()
+    }
+
+    /// True when `action` (a vim method name) is declared in the schema and so is guarded.
+    pub fn is_guarded(&self, action: &str) -> bool {
+        self.guarded_set.contains(action)
+    }
+
+    /// The ids of all loaded policies (enforced and monitor), sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        self.meta.keys().cloned().collect()
+    }
+
+    /// The ids of the monitor-mode policies, sorted.
+    pub fn monitor_policy_ids(&self) -> Vec<String> {
+        self.meta
+            .iter()
+            .filter(|(_, m)| m.monitor)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The `@reason` of a policy, if it has one.
+    pub fn reason(&self, id: &str) -> Option<&str> {
+        self.meta.get(id).and_then(|m| m.reason.as_deref())
+    }
+
+    /// The `file:line` a policy was loaded from.
+    pub fn location(&self, id: &str) -> Option<&str> {
+        self.meta.get(id).map(|m| m.location.as_str())
+    }
+
+    /// The schema entity type a vim managed-object type is evaluated as (`ManagedObject` for
+    /// types the schema does not declare; `ClusterComputeResource` is a `Cluster`).
+    pub fn resource_type_name(&self, mo_type: &str) -> String {
+        let mapped = if mo_type == "ClusterComputeResource" {
+            "Cluster"
+        } else {
+            mo_type
+        };
+        if self.resource_types.contains(mapped) {
+            mapped.to_string()
+        } else {
+            MANAGED_OBJECT_TYPE.to_string()
+        }
+    }
+
+    /// Decides on one call. Never panics; any validation or evaluation error denies.
+    pub fn evaluate(&self, request: &PolicyRequest) -> Decision {
+        let action_name = request.action.as_str();
+        if !self.guarded_set.contains(action_name) {
+            let message = if self.groups.contains(action_name) {
+                format!("action {action_name} is an action group, not a method")
+            } else {
+                format!("action {action_name} is not declared in the schema")
+            };
+            return Decision::error(action_name, &self.hash, vec![message]);
+        }
+        let prepared = match self.prepare(request) {
+            Ok(prepared) => prepared,
+            Err(errors) => return Decision::error(action_name, &self.hash, errors),
+        };
+        let (cedar_request, entities) = prepared;
+
+        let response = self
+            .authorizer
+            .is_authorized(&cedar_request, &self.enforced, &entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(authorization_error_text)
+            .collect();
+        let cedar_allowed = response.decision() == cedar::Decision::Allow;
+        let allowed = cedar_allowed && errors.is_empty();
+        // A Cedar allow overruled by an error has no determining forbid.
+        let determining = if cedar_allowed && !allowed {
+            Vec::new()
+        } else {
+            self.hits(response.diagnostics().reason())
+        };
+
+        let (monitor_hits, monitor_errors) = if self.monitor.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let response = self
+                .authorizer
+                .is_authorized(&cedar_request, &self.monitor, &entities);
+            let mut ids: BTreeSet<String> = response
+                .diagnostics()
+                .reason()
+                .map(ToString::to_string)
+                .collect();
+            let mut monitor_errors = Vec::new();
+            for error in response.diagnostics().errors() {
+                // An erring monitor forbid would deny (fail closed) if it were enforced.
+                let AuthorizationError::PolicyEvaluationError(e) = error;
+                ids.insert(e.policy_id().to_string());
+                monitor_errors.push(authorization_error_text(error));
+            }
+            (self.hits_from_ids(ids), monitor_errors)
+        };
+
+        Decision {
+            allowed,
+            action: action_name.to_string(),
+            determining,
+            monitor_hits,
+            errors,
+            monitor_errors,
+            policy_set_hash: self.hash.clone(),
+        }
+    }
+
+    /// Builds the validated Cedar request and the entity store for it.
+    fn prepare(
+        &self,
+        request: &PolicyRequest,
+    ) -> Result<(Request, Cow<'_, Entities>), Vec<String>> {
+        let action = uid("Action", &request.action).map_err(|e| vec![e])?;
+        let principal_uid = match &request.principal {
+            Principal::User { name, .. } => uid("User", name),
+            Principal::Unauthenticated => uid("Unauthenticated", UNAUTHENTICATED_ID),
+        }
+        .map_err(|e| vec![e])?;
+        let resource_type = self.resource_type_name(&request.resource.mo_type);
+        let resource_uid = uid(&resource_type, &request.resource.id).map_err(|e| vec![e])?;
+
+        let context =
+            Context::from_json_value(request.context.clone(), Some((&self.schema, &action)))
+                .map_err(|e| vec![format!("request context: {}", diagnostic_text(&e))])?;
+        let cedar_request = Request::new(
+            principal_uid.clone(),
+            action,
+            resource_uid.clone(),
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|e| vec![format!("request: {}", diagnostic_text(&e))])?;
+
+        let mut additions = Vec::new();
+        if let Principal::User { groups, .. } = &request.principal {
+            let group_uids = groups
+                .iter()
+                .map(|g| uid("Group", g))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| vec![e])?;
+            let known = self.entities.get(&principal_uid).is_some()
+                && group_uids
+                    .iter()
+                    .all(|g| self.entities.is_ancestor_of(g, &principal_uid));
+            if !known {
+                // Keep what entities.json says about the user (attributes, parents) and add
+                // the groups the identity step found.
+                let (attrs, mut parents) = match self.entities.get(&principal_uid) {
+                    Some(existing) => {
+                        let (_, attrs, parents) = existing.clone().into_inner();
+                        (attrs, parents)
+                    }
+                    None => (HashMap::new(), HashSet::new()),
+                };
+                parents.extend(group_uids);
+                let user = Entity::new(principal_uid, attrs, parents)
+                    .map_err(|e| vec![format!("request principal: {}", diagnostic_text(&e))])?;
+                additions.push(user);
+            }
+        }
+        if self.entities.get(&resource_uid).is_none() {
+            additions.push(Entity::new_no_attrs(resource_uid, HashSet::new()));
+        }
+        let entities = if additions.is_empty() {
+            Cow::Borrowed(&self.entities)
+        } else {
+            let entities = self
+                .entities
+                .clone()
+                .upsert_entities(additions, Some(&self.schema))
+                .map_err(|e| vec![format!("request entities: {}", diagnostic_text(&e))])?;
+            Cow::Owned(entities)
+        };
+        Ok((cedar_request, entities))
+    }
+
+    fn hits<'a>(&self, ids: impl Iterator<Item = &'a cedar::PolicyId>) -> Vec<PolicyHit> {
+        self.hits_from_ids(ids.map(ToString::to_string).collect())
+    }
+
+    fn hits_from_ids(&self, ids: BTreeSet<String>) -> Vec<PolicyHit> {
+        ids.into_iter()
+            .map(|id| PolicyHit {
+                reason: self.reason(&id).map(str::to_string),
+                id,
+            })
+            .collect()
+    }
+}
+
+/// `VSphere::<ty>::"<id>"`.
+pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    let type_name = EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}"))
+        .map_err(|e| format!("invalid entity type `{ty}`: {e}"))?;
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
+}
+
+/// `policy <id>: <error>` for an evaluation error reported by the authorizer.
+fn authorization_error_text(error: &AuthorizationError) -> String {
+    let AuthorizationError::PolicyEvaluationError(e) = error;
+    format!("policy {}: {}", e.policy_id(), e.inner())
+}

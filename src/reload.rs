@@ -1,0 +1,117 @@
+//! Policy reload: on SIGHUP and when the policy directory changes (polled, debounced).
+//! A set that fails validation is rejected and the last good one stays in force.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::gate::classify::GuardedSet;
+use crate::metrics::Metrics;
+use crate::policy::{PolicySet, PolicyStore, ReloadOutcome};
+use crate::vsphere::guarded::GuardedMethods;
+
+/// The guarded methods for `set`: the built-in ones plus every action its schema declares.
+pub fn guarded_methods(set: &PolicySet) -> GuardedMethods {
+    let mut methods = GuardedMethods::new();
+    for action in set.guarded_actions() {
+        if let Err(err) = methods.add(&action) {
+            tracing::warn!(%action, error = %err, "schema action cannot be guarded by name");
+        }
+    }
+    methods
+}
+
+/// Reloads the policy store and keeps the guarded method set in step with it.
+#[derive(Clone)]
+pub struct PolicyReloader {
+    store: Arc<PolicyStore>,
+    guarded: GuardedSet,
+    metrics: Arc<Metrics>,
+}
+
+impl PolicyReloader {
+    /// A reloader for `store`, updating `guarded` and counting into `metrics`.
+    pub fn new(store: Arc<PolicyStore>, guarded: GuardedSet, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            guarded,
+            metrics,
+        }
+    }
+
+    /// Reloads now; returns whether a new set is in force.
+    pub fn reload_now(&self, trigger: &str) -> bool {
+        match self.store.reload() {
+            Ok(ReloadOutcome::Changed { old_hash, new_hash }) => {
+                self.guarded.replace(guarded_methods(&self.store.current()));
+                self.metrics.count_reload(true);
+                tracing::info!(trigger, old = %old_hash, new = %new_hash, "policy set reloaded");
+                true
+            }
+            Ok(ReloadOutcome::Unchanged) => false,
+            Err(errors) => {
+                self.metrics.count_reload(false);
+                tracing::error!(
+                    trigger,
+                    in_force = %self.store.current().hash(),
+                    errors = %errors,
+                    "policy reload rejected; the last good policy set stays in force"
+                );
+                false
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and, with `poll`, when the directory's files change and then stay
+    /// unchanged for one more interval (so a half-copied set is not picked up). Runs until dropped.
+    pub async fn run(self, poll: Option<Duration>) {
+        let mut hangup = hangup_signal();
+        let mut seen = self.store.dir_fingerprint();
+        let mut pending: Option<u64> = None;
+        let interval = poll.unwrap_or(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                () = hangup.recv() => {
+                    self.reload_now("SIGHUP");
+                    seen = self.store.dir_fingerprint();
+                    pending = None;
+                }
+                () = tokio::time::sleep(interval), if poll.is_some() => {
+                    let now = self.store.dir_fingerprint();
+                    if now == seen {
+                        pending = None;
+                    } else if pending == Some(now) {
+                        self.reload_now("file change");
+                        seen = now;
+                        pending = None;
+                    } else {
+                        pending = Some(now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SIGHUP as a stream of wake-ups (never fires where there are no signals).
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+fn hangup_signal() -> Hangup {
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    if let Err(err) = &signal {
+        tracing::warn!(error = %err, "cannot listen for SIGHUP; policy reload by signal is off");
+    }
+    Hangup(signal.ok())
+}
+
+impl Hangup {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(signal) => {
+                if signal.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
