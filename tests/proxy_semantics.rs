@@ -2,11 +2,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::Harness;
+use common::{Harness, tls_connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn headers_are_rewritten_like_a_reverse_proxy() {
@@ -57,24 +54,7 @@ async fn headers_are_rewritten_like_a_reverse_proxy() {
 #[tokio::test]
 async fn websocket_upgrades_pass_through() {
     let harness = Harness::start().await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(harness.gateway_cert.cert_der.clone())
-        .expect("gateway cert as root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(harness.gateway).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .expect("TLS to the gateway");
+    let mut tls = tls_connect(&harness).await;
 
     let request = format!(
         "GET /ticket/0123abcd HTTP/1.1\r\nHost: localhost:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",

@@ -1,0 +1,465 @@
+//! End-to-end: every known way to sneak a guarded call past the gateway is refused (malformed,
+//! ambiguous) or classified and denied by policy — and vCenter never sees the call.
+
+mod common;
+
+use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, raw_exchange, soap_login_envelope};
+use serde_json::Value;
+
+/// What the client must get back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// Refused before classification finished: this status and vim fault type.
+    Refused(u16, &'static str),
+    /// Classified as the guarded call and denied by this policy.
+    Denied(&'static str),
+    /// Classified as a guarded call that the shipped policies allow.
+    Allowed,
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    expect: Expect,
+}
+
+const V: &str = "/sdk/vim25/8.0.3.0";
+const STRICT: &str = r#"{"mode":"lockdownStrict"}"#;
+
+fn soap(method_xml: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>{method_xml}</soapenv:Body></soapenv:Envelope>"#
+    )
+    .into_bytes()
+}
+
+fn soap_lockdown(mode_xml: &str) -> Vec<u8> {
+    soap(&format!(
+        r#"<ChangeLockdownMode xmlns="urn:vim25"><_this type="HostAccessManager">ham-21</_this>{mode_xml}</ChangeLockdownMode>"#
+    ))
+}
+
+fn json(name: &'static str, path: String, body: &str, expect: Expect) -> Case {
+    Case {
+        name,
+        method: "POST",
+        path,
+        headers: vec![("content-type", "application/json".into())],
+        body: body.as_bytes().to_vec(),
+        expect,
+    }
+}
+
+fn soap_case(name: &'static str, path: &str, body: Vec<u8>, expect: Expect) -> Case {
+    Case {
+        name,
+        method: "POST",
+        path: path.into(),
+        headers: vec![("content-type", "text/xml; charset=utf-8".into())],
+        body,
+        expect,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use Expect::{Allowed, Denied, Refused};
+    let bad = Refused(500, "InvalidRequest");
+    let lockdown = Denied("lockdown-no-strict");
+    let maintenance = Denied("maintenance-needs-ticket");
+    let ham = |name: &str| format!("{V}/HostAccessManager/ham-21/{name}");
+    let mut cases = vec![
+        json(
+            "canonical JSON call",
+            ham("ChangeLockdownMode"),
+            STRICT,
+            lockdown,
+        ),
+        json(
+            "method in lower case",
+            ham("changelockdownmode"),
+            STRICT,
+            bad,
+        ),
+        json("method in odd case", ham("ChangeLockDownMode"), STRICT, bad),
+        json(
+            "percent-encoded method letter",
+            ham("%43hangeLockdownMode"),
+            STRICT,
+            lockdown,
+        ),
+        json(
+            "double-encoded method letter",
+            ham("%2543hangeLockdownMode"),
+            STRICT,
+            bad,
+        ),
+        json(
+            "encoded slash in moId",
+            format!("{V}/HostAccessManager/ham%2F21/ChangeLockdownMode"),
+            STRICT,
+            bad,
+        ),
+        json(
+            "empty segment",
+            format!("{V}//HostAccessManager/ham-21/ChangeLockdownMode"),
+            STRICT,
+            bad,
+        ),
+        json(
+            "dot segment",
+            format!("{V}/HostAccessManager/x/../ham-21/ChangeLockdownMode"),
+            STRICT,
+            bad,
+        ),
+        json(
+            "encoded dot segment",
+            format!("{V}/HostAccessManager/x/%2e%2e/ham-21/ChangeLockdownMode"),
+            STRICT,
+            bad,
+        ),
+        json(
+            "matrix parameter",
+            format!("{}{}", ham("ChangeLockdownMode"), ";v=1"),
+            STRICT,
+            bad,
+        ),
+        json(
+            "trailing slash",
+            format!("{}/", ham("ChangeLockdownMode")),
+            STRICT,
+            bad,
+        ),
+        json(
+            "service segment",
+            format!("{V}/pbm/HostAccessManager/ham-21/ChangeLockdownMode"),
+            STRICT,
+            lockdown,
+        ),
+        json(
+            "opaque release id",
+            "/sdk/vim25/uA046D008/HostAccessManager/ham-21/ChangeLockdownMode".into(),
+            STRICT,
+            lockdown,
+        ),
+        json(
+            "duplicate key",
+            ham("ChangeLockdownMode"),
+            r#"{"mode":"lockdownNormal","mode":"lockdownStrict"}"#,
+            bad,
+        ),
+        json(
+            "unicode escape",
+            ham("ChangeLockdownMode"),
+            r#"{"mode":"lockdown\u0053trict"}"#,
+            lockdown,
+        ),
+        json(
+            "boxed enum",
+            ham("ChangeLockdownMode"),
+            r#"{"mode":{"_typeName":"HostLockdownMode","_value":"lockdownStrict"}}"#,
+            Refused(500, "InvalidArgument"),
+        ),
+        json(
+            "unknown enum value",
+            ham("ChangeLockdownMode"),
+            r#"{"mode":"lockdownSTRICT"}"#,
+            Refused(500, "InvalidArgument"),
+        ),
+        json(
+            "trailing garbage",
+            ham("ChangeLockdownMode"),
+            r#"{"mode":"lockdownNormal"} {"mode":"lockdownStrict"}"#,
+            bad,
+        ),
+        json(
+            "timeout as a float",
+            format!("{V}/HostSystem/host-21/EnterMaintenanceMode_Task"),
+            r#"{"timeout":300.0}"#,
+            Refused(500, "InvalidArgument"),
+        ),
+        json(
+            "timeout out of int32 range",
+            format!("{V}/HostSystem/host-21/EnterMaintenanceMode_Task"),
+            r#"{"timeout":4294967296}"#,
+            Refused(500, "InvalidArgument"),
+        ),
+        json(
+            "duplicate nested key",
+            format!("{V}/HostSystem/host-21/EnterMaintenanceMode_Task"),
+            r#"{"timeout":0,"maintenanceSpec":{"vsanMode":{"objectAction":"noAction","objectAction":"evacuateAllData"}}}"#,
+            bad,
+        ),
+        json(
+            "XML posted to a VI/JSON path",
+            ham("ChangeLockdownMode"),
+            std::str::from_utf8(&soap_lockdown("<mode>lockdownStrict</mode>")).unwrap_or_default(),
+            bad,
+        ),
+        json(
+            "XML posted to an unguarded VI/JSON path",
+            format!("{V}/ServiceInstance/ServiceInstance/CurrentTime"),
+            std::str::from_utf8(&soap_lockdown("<mode>lockdownStrict</mode>")).unwrap_or_default(),
+            bad,
+        ),
+        json(
+            "JSON scheduled task carrying maintenance",
+            format!("{V}/ScheduledTaskManager/ScheduledTaskManager/CreateScheduledTask"),
+            include_str!("fixtures/json/CreateScheduledTask-MethodAction.json"),
+            maintenance,
+        ),
+        soap_case(
+            "SOAP soapenv prefix",
+            "/sdk",
+            soap_lockdown("<mode>lockdownStrict</mode>"),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP soap prefix",
+            "/sdk",
+            soap_lockdown("<mode>lockdownStrict</mode>").replace_all("soapenv", "soap"),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP default namespace (govc)",
+            "/sdk",
+            include_str!("fixtures/soap/govc-default-ns-ChangeLockdownMode.xml")
+                .replace("lockdownNormal", "lockdownStrict")
+                .into_bytes(),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP vim25: method prefix",
+            "/sdk",
+            include_str!("fixtures/soap/vim25-prefix-ChangeLockdownMode.xml")
+                .replace("lockdownDisabled", "lockdownStrict")
+                .into_bytes(),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP on /sdk/vimService",
+            "/sdk/vimService",
+            soap_lockdown("<mode>lockdownStrict</mode>"),
+            lockdown,
+        ),
+        soap_case(
+            "CDATA inside mode",
+            "/sdk",
+            soap_lockdown("<mode><![CDATA[lockdownStrict]]></mode>"),
+            lockdown,
+        ),
+        soap_case(
+            "character reference inside mode",
+            "/sdk",
+            soap_lockdown("<mode>lockdown&#83;trict</mode>"),
+            lockdown,
+        ),
+        soap_case(
+            "comment inside mode",
+            "/sdk",
+            soap_lockdown("<mode>lockdown<!-- x -->Strict</mode>"),
+            lockdown,
+        ),
+        soap_case(
+            "two mode elements",
+            "/sdk",
+            soap_lockdown("<mode>lockdownNormal</mode><mode>lockdownStrict</mode>"),
+            Refused(500, "InvalidArgument"),
+        ),
+        soap_case(
+            "DOCTYPE with entity",
+            "/sdk",
+            format!(
+                "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY s \"Strict\">]>{}",
+                String::from_utf8_lossy(&soap_lockdown("<mode>lockdown&s;</mode>"))[38..]
+                    .to_owned()
+            )
+            .into_bytes(),
+            bad,
+        ),
+        soap_case(
+            "JSON posted to /sdk",
+            "/sdk",
+            STRICT.as_bytes().to_vec(),
+            bad,
+        ),
+        soap_case(
+            "second call hidden after an unguarded one",
+            "/sdk",
+            soap(
+                r#"<CurrentTime xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this></CurrentTime><ChangeLockdownMode xmlns="urn:vim25"><_this type="HostAccessManager">ham-21</_this><mode>lockdownStrict</mode></ChangeLockdownMode>"#,
+            ),
+            bad,
+        ),
+        soap_case(
+            "esxcli maintenanceMode.set through ExecuteSoap",
+            "/sdk",
+            include_str!("fixtures/soap/govc-ExecuteSoap-maintenanceMode-set.xml")
+                .as_bytes()
+                .to_vec(),
+            maintenance,
+        ),
+        soap_case(
+            "scheduled task carrying maintenance",
+            "/sdk",
+            include_str!("fixtures/soap/CreateScheduledTask-MethodAction.xml")
+                .as_bytes()
+                .to_vec(),
+            maintenance,
+        ),
+        soap_case(
+            "legacy EnterLockdownMode, allowed by the baseline",
+            "/sdk",
+            soap(
+                r#"<EnterLockdownMode xmlns="urn:vim25"><_this type="HostSystem">host-23</_this></EnterLockdownMode>"#,
+            ),
+            Allowed,
+        ),
+    ];
+    let mut gzip = json(
+        "gzip-compressed guarded body",
+        ham("ChangeLockdownMode"),
+        STRICT,
+        Refused(415, "InvalidRequest"),
+    );
+    gzip.headers.push(("content-encoding", "gzip".into()));
+    cases.push(gzip);
+    let mut verb = json(
+        "guarded method under GET",
+        ham("ChangeLockdownMode"),
+        STRICT,
+        lockdown,
+    );
+    verb.method = "GET";
+    cases.push(verb);
+    let mut big = json(
+        "guarded body over the cap",
+        ham("ChangeLockdownMode"),
+        "",
+        Refused(413, "InvalidRequest"),
+    );
+    big.body = format!(
+        r#"{{"mode":"lockdownStrict","_typeName":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    )
+    .into_bytes();
+    cases.push(big);
+    let mut two = json(
+        "two different credentials",
+        ham("ChangeLockdownMode"),
+        STRICT,
+        bad,
+    );
+    two.headers
+        .push(("cookie", "vmware_soap_session=\"another-session\"".into()));
+    cases.push(two);
+    cases
+}
+
+trait ReplaceBytes {
+    fn replace_all(self, from: &str, to: &str) -> Vec<u8>;
+}
+
+impl ReplaceBytes for Vec<u8> {
+    fn replace_all(self, from: &str, to: &str) -> Vec<u8> {
+        String::from_utf8_lossy(&self)
+            .replace(from, to)
+            .into_bytes()
+    }
+}
+
+#[tokio::test]
+async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
+    let harness = Harness::start().await;
+    let client = harness.client();
+    let token = harness.login(&client).await;
+    let login = client
+        .post(format!("{}/sdk", harness.base()))
+        .body(soap_login_envelope(ADMIN_USER, ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("soap login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+
+    let mut failures = Vec::new();
+    for case in cases() {
+        let is_soap = case.headers.iter().any(|(_, v)| v.starts_with("text/xml"));
+        let mut headers = case.headers.clone();
+        if is_soap {
+            headers.push(("cookie", cookie.clone()));
+        } else {
+            headers.push(("vmware-api-session-id", token.clone()));
+        }
+        let (status, body) =
+            raw_exchange(&harness, case.method, &case.path, &headers, &case.body).await;
+        let fault_type = fault_type(&body);
+        let ok = match case.expect {
+            Expect::Allowed => status < 300,
+            Expect::Refused(want_status, want_type) => {
+                status == want_status && fault_type == want_type
+            }
+            Expect::Denied(policy) => {
+                status == 500
+                    && fault_type == "RestrictedByAdministrator"
+                    && body.contains(&format!("policy {policy}:"))
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: expected {:?}, got {status} {fault_type}: {}",
+                case.name,
+                case.expect,
+                &body[..body.len().min(300)]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let reached: Vec<_> = harness
+        .sim()
+        .simulator
+        .journal()
+        .into_iter()
+        .filter(|seen| {
+            matches!(
+                seen.vim_method.as_deref(),
+                Some(
+                    "ChangeLockdownMode"
+                        | "EnterMaintenanceMode_Task"
+                        | "ExecuteSoap"
+                        | "CreateScheduledTask"
+                )
+            ) || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")
+        })
+        .map(|seen| format!("{} {} {:?}", seen.http_method, seen.path, seen.vim_method))
+        .collect();
+    assert!(reached.is_empty(), "vCenter saw: {reached:?}");
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
+        Some("lockdownDisabled")
+    );
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-21"),
+        Some(false)
+    );
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-23").as_deref(),
+        Some("lockdownNormal")
+    );
+}
+
+fn fault_type(body: &str) -> String {
+    if let Ok(fault) = serde_json::from_str::<Value>(body) {
+        return fault["_typeName"].as_str().unwrap_or_default().to_owned();
+    }
+    body.split("xsi:type=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
