@@ -8,6 +8,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::gate::classify::ClassifyLimits;
+use crate::ticket::TicketConfig;
 
 /// Why a configuration could not be used; each names the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub struct Config {
     pub policy: PolicySection,
     /// Session-to-user resolution.
     pub identity: IdentitySection,
+    /// Change tickets.
+    pub ticket: TicketConfig,
     /// Log output.
     pub log: LogSection,
 }
@@ -301,6 +304,8 @@ pub struct Settings {
     pub policy_poll: Option<Duration>,
     /// Session cache settings.
     pub identity: IdentitySection,
+    /// Change-ticket verification.
+    pub ticket: TicketConfig,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -436,6 +441,7 @@ impl Config {
             policy_poll: (self.policy.reload_poll_secs > 0)
                 .then(|| Duration::from_secs(self.policy.reload_poll_secs)),
             identity: self.identity.clone(),
+            ticket: self.ticket.clone(),
             log_format: self.log.format,
         })
     }

@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use crate::config::{IdentitySection, UpstreamTrust};
 use crate::gate::forward::UpstreamOptions;
-use crate::gateway::{Gateway, GatewayParts, StartError, load_policies};
+use crate::gateway::{Gateway, GatewayParts, StartError, TicketSettings, load_policies};
 use crate::server::ConnectionLimits;
 use crate::sim::SimConfig;
 use crate::sim::server::{SimStartError, start};
+use crate::ticket::{
+    KeyKind, KeySource, MintError, MintRequest, SignedConfig, TicketConfig, generate_signing_key,
+    mint,
+};
 use crate::tls::{self, SelfSigned, TlsError};
 
 /// Where the demo listens.
@@ -39,6 +43,9 @@ pub enum DemoError {
     /// A certificate could not be made.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A demo ticket key or ticket could not be made.
+    #[error("demo tickets: {0}")]
+    Mint(#[from] MintError),
     /// The simulator's address did not form a URL.
     #[error("simulator URL: {0}")]
     Uri(#[from] http::uri::InvalidUri),
@@ -66,6 +73,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let cert_path = cert_dir.join("gateway-cert.pem");
     write_public_cert(&cert_dir, &cert_path, &gateway_cert.cert_pem)?;
 
+    let tickets = DemoTickets::create(&cert_dir)?;
     let limits = ConnectionLimits::default();
     let gateway = Gateway::bind(GatewayParts {
         listen: options.listen,
@@ -80,12 +88,72 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         policies: Arc::new(load_policies(&options.policies)?),
         policy_poll: Some(Duration::from_secs(2)),
         identity: IdentitySection::default(),
+        tickets: TicketSettings::from_config(&tickets.config)?,
     })
     .await?;
-    print_banner(&gateway, &sim.base_url(), &cert_path, &options.policies);
+    print_banner(
+        &gateway,
+        &sim.base_url(),
+        &cert_path,
+        &options.policies,
+        &tickets,
+    );
     gateway.run(crate::server::shutdown_signal()).await;
     sim.stop().await;
     Ok(())
+}
+
+/// The demo's ticket setup: plain ids (`CHG` + 7 digits) and tickets signed by a fresh key.
+struct DemoTickets {
+    config: TicketConfig,
+    signing_key: PathBuf,
+    host_21_ticket: String,
+}
+
+impl DemoTickets {
+    const ISSUER: &'static str = "vcguard-demo";
+    const AUDIENCE: &'static str = "vcguard";
+
+    fn create(dir: &Path) -> Result<Self, DemoError> {
+        let pair = generate_signing_key(KeyKind::Ed25519)?;
+        let signing_key = dir.join("ticket-signing-key.pem");
+        let public_key = dir.join("ticket-public-key.pem");
+        write_file(&signing_key, &pair.private_pem)?;
+        write_file(&public_key, &pair.public_pem)?;
+        let host_21_ticket = mint(
+            &signing_key,
+            MintRequest {
+                id: "CHG0012345".into(),
+                hosts: vec!["host-21".into()],
+                actions: vec!["EnterMaintenanceMode_Task".into()],
+                ttl: Duration::from_secs(4 * 3600),
+                issuer: Self::ISSUER.into(),
+                audience: Self::AUDIENCE.into(),
+                not_before: None,
+            },
+        )?;
+        let config = TicketConfig {
+            signed: Some(SignedConfig {
+                issuer: Self::ISSUER.into(),
+                audience: Self::AUDIENCE.into(),
+                keys: vec![KeySource::PemFile(public_key)],
+                leeway_secs: 30,
+            }),
+            ..TicketConfig::default()
+        };
+        Ok(Self {
+            config,
+            signing_key,
+            host_21_ticket,
+        })
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), DemoError> {
+    std::fs::write(path, text).map_err(|source| DemoError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn write_public_cert(dir: &Path, path: &Path, pem: &str) -> Result<(), DemoError> {
@@ -97,7 +165,13 @@ fn write_public_cert(dir: &Path, path: &Path, pem: &str) -> Result<(), DemoError
     std::fs::write(path, pem).map_err(write_error)
 }
 
-fn print_banner(gateway: &Gateway, sim_url: &str, cert: &Path, policies: &Path) {
+fn print_banner(
+    gateway: &Gateway,
+    sim_url: &str,
+    cert: &Path,
+    policies: &Path,
+    tickets: &DemoTickets,
+) {
     let port = gateway.local_addr().port();
     let base = format!("https://localhost:{port}");
     let cert = cert.display();
@@ -125,6 +199,15 @@ Try it (copy-paste):
   curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
     -d '{{"timeout":0}}' {vim}/HostSystem/host-21/EnterMaintenanceMode_Task
 
+  # 3b. with a change ticket it goes through: a plain id matching ^CHG[0-9]{{7}}$ ...
+  curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
+    -H 'X-Change-Ticket: CHG0012345' -d '{{"timeout":0}}' {vim}/HostSystem/host-21/EnterMaintenanceMode_Task
+  #     ... or a signed ticket scoped to host-21 (refused for host-22):
+  curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
+    -H 'X-Change-Ticket: {signed}' -d '{{"timeout":0}}' {vim}/HostSystem/host-22/EnterMaintenanceMode_Task
+  #     mint your own: vcguard ticket mint --key {signing_key} --issuer vcguard-demo --audience vcguard \
+  #                      --id CHG0012346 --host host-22 --action EnterMaintenanceMode_Task --ttl 1h
+
   # 4. strict lockdown: refused by policy lockdown-no-strict; lockdownNormal goes through
   curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
     -d '{{"mode":"lockdownStrict"}}' {vim}/HostAccessManager/ham-21/ChangeLockdownMode
@@ -135,5 +218,7 @@ Press Ctrl-C to stop.
 "#,
         admin = gateway.admin_addr(),
         policies = policies.display(),
+        signed = tickets.host_21_ticket,
+        signing_key = tickets.signing_key.display(),
     );
 }

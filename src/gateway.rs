@@ -15,13 +15,16 @@ use crate::gate::classify::{ClassifyLayer, ClassifyLimits, GuardedSet};
 use crate::gate::decide::DecideLayer;
 use crate::gate::forward::{Forward, UpstreamOptions};
 use crate::gate::identify::IdentifyLayer;
+use crate::gate::ticket::TicketLayer;
 use crate::gate::{GatewayService, Steps, stack};
 use crate::identity::SessionCache;
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::{PolicyReloader, guarded_methods};
 use crate::server::{ConnectionLimits, serve};
+use crate::ticket::{TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
+use http::HeaderName;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,9 @@ pub enum StartError {
         /// Every problem, located.
         errors: LoadErrors,
     },
+    /// The `[ticket]` settings are unusable.
+    #[error("config section [ticket]: {0}")]
+    Ticket(TicketConfigError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -69,6 +75,34 @@ pub struct GatewayParts {
     pub policy_poll: Option<Duration>,
     /// Session cache settings.
     pub identity: IdentitySection,
+    /// Change-ticket verification and the header tickets travel in.
+    pub tickets: TicketSettings,
+}
+
+/// A ready ticket verifier and its header.
+#[derive(Clone)]
+pub struct TicketSettings {
+    /// The verifier (pattern and/or signed).
+    pub verifier: Arc<TicketVerifier>,
+    /// The header carrying tickets.
+    pub header: HeaderName,
+}
+
+impl TicketSettings {
+    /// Compiles the pattern and loads the keys of `config`.
+    pub fn from_config(config: &TicketConfig) -> Result<Self, StartError> {
+        let verifier = TicketVerifier::new(config).map_err(StartError::Ticket)?;
+        let header = HeaderName::from_bytes(config.header.as_bytes()).map_err(|_| {
+            StartError::Ticket(TicketConfigError::InvalidHeader(config.header.clone()))
+        })?;
+        for key in verifier.key_info() {
+            tracing::info!(key = ?key, "ticket signing key loaded");
+        }
+        Ok(Self {
+            verifier: Arc::new(verifier),
+            header,
+        })
+    }
 }
 
 impl GatewayParts {
@@ -102,6 +136,7 @@ impl GatewayParts {
             policies: Arc::new(load_policies(&settings.policy_dir)?),
             policy_poll: settings.policy_poll,
             identity: settings.identity.clone(),
+            tickets: TicketSettings::from_config(&settings.ticket)?,
         })
     }
 }
@@ -146,6 +181,7 @@ impl Gateway {
         let service = stack(Steps {
             classify: ClassifyLayer::new(guarded.clone(), parts.classify),
             identify: IdentifyLayer::new(sessions, forward.clone()),
+            ticket: TicketLayer::new(parts.tickets.verifier, parts.tickets.header),
             decide: DecideLayer::new(parts.policies.clone(), metrics.clone()),
             forward,
         });

@@ -12,5 +12,6 @@ pub mod policy;
 pub mod reload;
 pub mod server;
 pub mod sim;
+pub mod ticket;
 pub mod tls;
 pub mod vsphere;

@@ -30,6 +30,48 @@ enum Command {
     /// Check, test and explain Cedar policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Mint and inspect change tickets.
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+}
+
+#[derive(Subcommand)]
+enum TicketCommand {
+    /// Print a signed change ticket (JWT) scoped to hosts and actions.
+    Mint(MintArgs),
+    /// Show a ticket's header and claims, and whether it verifies under a config's [ticket] section.
+    Inspect {
+        /// The ticket (the X-Change-Ticket header value).
+        token: String,
+        /// Config file whose [ticket] section verifies it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct MintArgs {
+    /// PEM private key of the change system (Ed25519, P-256 or RSA).
+    #[arg(long)]
+    key: PathBuf,
+    /// The change id, e.g. CHG0012345.
+    #[arg(long)]
+    id: String,
+    /// A host (moId or name) the ticket covers (repeatable).
+    #[arg(long = "host", required = true)]
+    hosts: Vec<String>,
+    /// A vim method the ticket covers (repeatable).
+    #[arg(long = "action", required = true)]
+    actions: Vec<String>,
+    /// Lifetime: 90s, 30m, 4h, 1d.
+    #[arg(long, default_value = "4h")]
+    ttl: String,
+    /// The `iss` claim (must match `ticket.signed.issuer`).
+    #[arg(long, default_value = "vcguard-demo")]
+    issuer: String,
+    /// The `aud` claim (must match `ticket.signed.audience`).
+    #[arg(long, default_value = "vcguard")]
+    audience: String,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +201,7 @@ fn main() -> ExitCode {
                 demo(args).await
             }
             Command::Policy(command) => policy(command),
+            Command::Ticket(command) => ticket(command),
         }
     });
     match result {
@@ -266,6 +309,43 @@ fn policy(command: PolicyCommand) -> Result<(), String> {
                 context,
             };
             print!("{}", explain(&set, &request));
+            Ok(())
+        }
+    }
+}
+
+fn ticket(command: TicketCommand) -> Result<(), String> {
+    use vcguard::ticket::{MintRequest, TicketVerifier, inspect, mint, parse_ttl};
+    match command {
+        TicketCommand::Mint(args) => {
+            let token = mint(
+                &args.key,
+                MintRequest {
+                    id: args.id,
+                    hosts: args.hosts,
+                    actions: args.actions,
+                    ttl: parse_ttl(&args.ttl).map_err(|e| e.to_string())?,
+                    issuer: args.issuer,
+                    audience: args.audience,
+                    not_before: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(())
+        }
+        TicketCommand::Inspect { token, config } => {
+            let verifier = match config {
+                Some(path) => {
+                    let config = Config::load(&path).map_err(|e| e.to_string())?;
+                    Some(TicketVerifier::new(&config.ticket).map_err(|e| e.to_string())?)
+                }
+                None => None,
+            };
+            print!(
+                "{}",
+                inspect(&token, verifier.as_ref(), std::time::SystemTime::now())
+            );
             Ok(())
         }
     }

@@ -1,5 +1,5 @@
 //! An independent VI/JSON client (the `vim_rs` crate) works through the gateway by changing
-//! only its base URL, and shows the gateway's denials as vim faults.
+//! only its base URL, shows the gateway's denials as vim faults, and carries change tickets.
 
 mod common;
 
@@ -63,6 +63,32 @@ async fn vim_rs_logs_in_reads_a_host_and_is_held_to_the_policies() {
     assert_eq!(
         harness.sim().simulator.lockdown_mode("ham-22").as_deref(),
         Some("lockdownNormal")
+    );
+    client.close().await.expect("logout");
+
+    // The same client with a change ticket on every request: maintenance goes through.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-change-ticket", "CHG0012345".parse().expect("header"));
+    let http = harness
+        .client_builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
+    let client = ClientBuilder::new(&server)
+        .http_client(http)
+        .basic_authn(ADMIN_USER, ADMIN_PASSWORD)
+        .api_release(RELEASE)
+        .build()
+        .await
+        .expect("second session");
+    let task = HostSystem::new(client.clone(), "host-22")
+        .enter_maintenance_mode_task(0, None, None)
+        .await
+        .expect("maintenance with a ticket");
+    assert!(task.value.starts_with("task-"), "{task:?}");
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-22"),
+        Some(true)
     );
     client.close().await.expect("logout");
 }

@@ -200,7 +200,7 @@ where
                     return Ok(fault_response(refused.status, path_protocol, &fault));
                 }
             };
-            let response = call_boxed(&mut inner, req).await?;
+            let response = super::call_boxed(&mut inner, req).await?;
             if let Some(refusal) = verdict.get() {
                 let fault = with_request_id(refusal.to_fault(), request_id.as_ref());
                 tracing::warn!(reason = %fault.text, "streamed SOAP body refused");
@@ -213,19 +213,6 @@ where
             Ok(response)
         })
     }
-}
-
-/// Calls the inner service through a boxed future: naming the body type here (outside the
-/// async block) keeps the compiler from asking for `Send` over every error lifetime.
-pub(crate) fn call_boxed<S>(
-    inner: &mut S,
-    req: Request<ProxyBody>,
-) -> BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    Box::pin(inner.call(req))
 }
 
 fn with_request_id(mut fault: VimFault, id: Option<&RequestId>) -> VimFault {

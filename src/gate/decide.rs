@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
-use crate::gate::classify::call_boxed;
+use crate::gate::call_boxed;
 use crate::gate::request_id::RequestId;
 use crate::gate::respond::fault_response;
 use crate::gate::ticket::TicketFacts;

@@ -124,7 +124,7 @@ where
                 tracing::Span::current().record("user", user.as_str());
             }
             req.extensions_mut().insert(Caller { user, session: key });
-            let response = super::classify::call_boxed(&mut inner, req).await?;
+            let response = super::call_boxed(&mut inner, req).await?;
             Ok(match effect {
                 SessionEffect::None => response,
                 SessionEffect::Ends => {

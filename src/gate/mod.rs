@@ -10,7 +10,13 @@ pub mod respond;
 pub mod soap_tail;
 pub mod ticket;
 
-use tower::ServiceBuilder;
+use std::convert::Infallible;
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
+
+use crate::body::ProxyBody;
 
 use crate::gate::access_log::{AccessLog, AccessLogLayer};
 use crate::gate::classify::{Classify, ClassifyLayer};
@@ -18,9 +24,10 @@ use crate::gate::decide::{Decide, DecideLayer};
 use crate::gate::forward::Forward;
 use crate::gate::identify::{Identify, IdentifyLayer};
 use crate::gate::request_id::{RequestIdLayer, SetRequestId};
+use crate::gate::ticket::{Ticket, TicketLayer};
 
 /// The assembled gateway service, outermost layer first.
-pub type GatewayService = SetRequestId<AccessLog<Classify<Identify<Decide<Forward>>>>>;
+pub type GatewayService = SetRequestId<AccessLog<Classify<Identify<Ticket<Decide<Forward>>>>>>;
 
 /// The configured steps, in the order of the request's way through.
 pub struct Steps {
@@ -28,6 +35,8 @@ pub struct Steps {
     pub classify: ClassifyLayer,
     /// Who is calling?
     pub identify: IdentifyLayer,
+    /// Which change ticket authorises it?
+    pub ticket: TicketLayer,
     /// Do the policies allow it?
     pub decide: DecideLayer,
     /// Send it to vCenter.
@@ -41,6 +50,20 @@ pub fn stack(steps: Steps) -> GatewayService {
         .layer(AccessLogLayer)
         .layer(steps.classify)
         .layer(steps.identify)
+        .layer(steps.ticket)
         .layer(steps.decide)
         .service(steps.forward)
+}
+
+/// Calls the inner service through a boxed future: naming the body type here (outside the
+/// async block) keeps the compiler from asking for `Send` over every error lifetime.
+pub(crate) fn call_boxed<S>(
+    inner: &mut S,
+    req: Request<ProxyBody>,
+) -> BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    Box::pin(inner.call(req))
 }

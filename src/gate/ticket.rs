@@ -1,6 +1,21 @@
-//! Ticket: the change ticket a guarded call carries, verified, as facts for the policy context.
+//! Ticket: the change ticket a guarded call carries, verified against the call's action and
+//! target, as facts for the policy context. The raw ticket is removed before forwarding and
+//! never logged.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use http::{HeaderName, Request, Response};
 use serde_json::Value;
+use tower::{Layer, Service};
+
+use crate::body::ProxyBody;
+use crate::gate::call_boxed;
+use crate::ticket::{TicketCheck, TicketKind, TicketTarget, TicketVerifier};
+use crate::vsphere::operation::Operation;
 
 /// What the ticket step learned about a guarded call's change ticket.
 #[derive(Debug, Clone, Default)]
@@ -9,4 +24,114 @@ pub struct TicketFacts {
     pub context: Option<Value>,
     /// Why the ticket does not authorise this call, shown with a denial.
     pub problem: Option<String>,
+    /// The ticket's id, when one could be read.
+    pub id: Option<String>,
+    /// `pattern` or `signed`.
+    pub kind: Option<TicketKind>,
+}
+
+/// Builds [`Ticket`].
+#[derive(Clone)]
+pub struct TicketLayer {
+    verifier: Arc<TicketVerifier>,
+    header: HeaderName,
+}
+
+impl TicketLayer {
+    /// Tickets read from `header` and checked by `verifier`.
+    pub fn new(verifier: Arc<TicketVerifier>, header: HeaderName) -> Self {
+        Self { verifier, header }
+    }
+}
+
+impl<S> Layer<S> for TicketLayer {
+    type Service = Ticket<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Ticket {
+            inner,
+            verifier: self.verifier.clone(),
+            header: self.header.clone(),
+        }
+    }
+}
+
+/// Verifies the change ticket of guarded calls and strips the ticket header from every request.
+#[derive(Clone)]
+pub struct Ticket<S> {
+    inner: S,
+    verifier: Arc<TicketVerifier>,
+    header: HeaderName,
+}
+
+impl<S> Service<Request<ProxyBody>> for Ticket<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+        let raw: Vec<String> = req
+            .headers()
+            .get_all(&self.header)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        req.headers_mut().remove(&self.header);
+        let call = req
+            .extensions()
+            .get::<Operation>()
+            .and_then(|op| op.guarded.clone());
+        if let (Some(call), false) = (call, raw.is_empty()) {
+            let facts = match raw.as_slice() {
+                [one] => {
+                    let target = TicketTarget {
+                        mo_id: call.target.value.clone(),
+                        host_name: None,
+                    };
+                    facts(
+                        self.verifier
+                            .verify(one, &call.method, &target, SystemTime::now()),
+                    )
+                }
+                _ => TicketFacts {
+                    problem: Some(format!(
+                        "{} change tickets sent; send exactly one",
+                        raw.len()
+                    )),
+                    ..TicketFacts::default()
+                },
+            };
+            if let Some(id) = &facts.id {
+                tracing::Span::current().record("ticket", id.as_str());
+            }
+            req.extensions_mut().insert(facts);
+        }
+        call_boxed(&mut self.inner, req)
+    }
+}
+
+fn facts(check: TicketCheck) -> TicketFacts {
+    let problem = check.reason_for_policy();
+    match check {
+        TicketCheck::Valid(ticket) => TicketFacts {
+            context: Some(ticket.to_context()),
+            problem,
+            id: Some(ticket.id.clone()),
+            kind: Some(ticket.kind),
+        },
+        TicketCheck::Invalid { id, kind, .. } => TicketFacts {
+            context: None,
+            problem,
+            id,
+            kind: Some(kind),
+        },
+    }
 }

@@ -358,10 +358,21 @@ fn unknown_user_and_unknown_resource_still_evaluate() {
     assert_eq!(ids(&d.determining), ["lockdown-no-strict"]);
 
     let request = PolicyRequest {
+        principal: Principal::User {
+            name: "CORP\\nobody".to_string(),
+            groups: vec![],
+        },
+        ..lockdown("lockdownNormal")
+    };
+    assert!(set.evaluate(&request).allowed, "any known user passes the baseline");
+
+    let request = PolicyRequest {
         principal: Principal::Unauthenticated,
         ..lockdown("lockdownNormal")
     };
-    assert!(set.evaluate(&request).allowed);
+    let d = set.evaluate(&request);
+    assert!(!d.allowed, "the shipped baseline gives unauthenticated callers nothing");
+    assert!(d.no_permit(), "{d:?}");
 }
 
 #[test]

@@ -11,10 +11,11 @@ use tokio::task::JoinHandle;
 use vcguard::config::IdentitySection;
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::gate::forward::UpstreamOptions;
-use vcguard::gateway::{Gateway, GatewayParts, load_policies};
+use vcguard::gateway::{Gateway, GatewayParts, TicketSettings, load_policies};
 use vcguard::server::ConnectionLimits;
 use vcguard::sim::SimConfig;
 use vcguard::sim::server::{RunningSim, start};
+use vcguard::ticket::TicketConfig;
 use vcguard::tls::{SelfSigned, upstream_client_config};
 
 pub const ADMIN_USER: &str = "administrator@vsphere.local";
@@ -30,6 +31,7 @@ pub struct Options {
     pub shutdown_grace: Duration,
     pub policies: PathBuf,
     pub policy_poll: Option<Duration>,
+    pub tickets: TicketConfig,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(10),
             policies: shipped_policies(),
             policy_poll: None,
+            tickets: TicketConfig::default(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl Harness {
         let (mut harness_parts, gateway_cert) = gateway_parts(upstream, options.shutdown_grace);
         harness_parts.policies = Arc::new(load_policies(&options.policies).expect("policies load"));
         harness_parts.policy_poll = options.policy_poll;
+        harness_parts.tickets = TicketSettings::from_config(&options.tickets).expect("tickets");
         let gateway = Gateway::bind(harness_parts).await.expect("gateway binds");
         let (gateway_addr, admin) = (gateway.local_addr(), gateway.admin_addr());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -174,6 +178,7 @@ fn gateway_parts(
         policies: Arc::new(load_policies(&shipped_policies()).expect("shipped policies load")),
         policy_poll: None,
         identity: IdentitySection::default(),
+        tickets: TicketSettings::from_config(&TicketConfig::default()).expect("default tickets"),
     };
     (parts, cert)
 }
