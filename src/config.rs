@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
+use crate::audit::{AuditConfig, SyslogConfig};
 use crate::gate::classify::ClassifyLimits;
 use crate::ticket::TicketConfig;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub identity: IdentitySection,
     /// Change tickets.
     pub ticket: TicketConfig,
+    /// The audit log.
+    pub audit: AuditSection,
     /// Log output.
     pub log: LogSection,
 }
@@ -173,6 +176,113 @@ impl Default for IdentitySection {
     }
 }
 
+/// `[audit]`: the tamper-evident audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The active log file; rotated files sit beside it. Default `vcguard-audit.jsonl`.
+    pub file: PathBuf,
+    /// File holding the HMAC key (at least 16 bytes) for session and ticket hashes. Default: a random
+    /// key per start (hashes then correlate within one run only).
+    pub hmac_key_file: Option<PathBuf>,
+    /// Rotate the active file when it would grow past this size. Default 268435456 (256 MiB).
+    pub rotate_bytes: u64,
+    /// Name of rotated files: `{stem}` and `{seq}` (first record's sequence number). Default `{stem}-{seq}.jsonl`.
+    pub rotated_name: String,
+    /// Write a checkpoint record after this many records. Default 1000.
+    pub checkpoint_every_records: u64,
+    /// Write a checkpoint record after this many idle seconds. Default 60.
+    pub checkpoint_secs: u64,
+    /// Records queued for the group-commit writer; when full, requests wait. Default 8192.
+    pub queue_capacity: usize,
+    /// Forward every record to a syslog collector too (RFC 5424 over TCP or TLS).
+    pub syslog: Option<SyslogSection>,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("vcguard-audit.jsonl"),
+            hmac_key_file: None,
+            rotate_bytes: crate::audit::DEFAULT_ROTATE_BYTES,
+            rotated_name: crate::audit::DEFAULT_ROTATED_NAME.into(),
+            checkpoint_every_records: crate::audit::DEFAULT_CHECKPOINT_EVERY_RECORDS,
+            checkpoint_secs: crate::audit::DEFAULT_CHECKPOINT_EVERY.as_secs(),
+            queue_capacity: crate::audit::DEFAULT_QUEUE_CAPACITY,
+            syslog: None,
+        }
+    }
+}
+
+/// `[audit.syslog]`: a central log collector; the local file stays the source of truth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSection {
+    /// `host:port` of the collector (TCP, octet-counted frames).
+    pub address: String,
+    /// PEM CA file: connect with TLS and verify the collector against it.
+    pub tls_ca: Option<PathBuf>,
+    /// RFC 5424 APP-NAME. Default `vcguard`.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+}
+
+fn default_app_name() -> String {
+    "vcguard".into()
+}
+
+impl AuditSection {
+    /// The writer's configuration, with the HMAC key read from its file (or generated).
+    pub fn to_config(&self, instance: &str) -> Result<AuditConfig, ConfigError> {
+        let key = match &self.hmac_key_file {
+            Some(path) => {
+                let key = std::fs::read(path).map_err(|err| {
+                    invalid(
+                        "audit.hmac_key_file",
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                })?;
+                if key.len() < crate::audit::MIN_HMAC_KEY_BYTES {
+                    return Err(invalid(
+                        "audit.hmac_key_file",
+                        format!(
+                            "{} holds {} bytes; the key needs at least {}",
+                            path.display(),
+                            key.len(),
+                            crate::audit::MIN_HMAC_KEY_BYTES
+                        ),
+                    ));
+                }
+                key
+            }
+            None => {
+                tracing::warn!(
+                    "audit.hmac_key_file is not set: session and ticket hashes use a random key and correlate within this run only"
+                );
+                let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+                key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+                key
+            }
+        };
+        let mut config = AuditConfig::new(&self.file, key, instance);
+        config.rotate_bytes = self.rotate_bytes;
+        config.rotated_name = self.rotated_name.clone();
+        config.checkpoint_every_records = self.checkpoint_every_records;
+        config.checkpoint_every = Duration::from_secs(self.checkpoint_secs.max(1));
+        config.queue_capacity = self.queue_capacity.max(1);
+        config.syslog = self.syslog.as_ref().map(|s| {
+            let mut syslog = SyslogConfig::new(&s.address);
+            syslog.tls_ca = s.tls_ca.clone();
+            syslog.app_name = s.app_name.clone();
+            syslog
+        });
+        config
+            .validate()
+            .map_err(|err| invalid("audit", err.to_string()))?;
+        Ok(config)
+    }
+}
+
 /// `[limits]`: how much of a request the gateway reads to classify it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -248,6 +358,8 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// `--policies`.
     pub policies: Option<PathBuf>,
+    /// `--audit`.
+    pub audit: Option<PathBuf>,
 }
 
 /// How the gateway trusts vCenter's certificate.
@@ -306,6 +418,8 @@ pub struct Settings {
     pub identity: IdentitySection,
     /// Change-ticket verification.
     pub ticket: TicketConfig,
+    /// The audit log writer's settings (key loaded).
+    pub audit: AuditConfig,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -340,6 +454,7 @@ impl Config {
             upstream_insecure,
             admin_listen,
             policies,
+            audit,
         } = flags;
         if let Some(v) = listen {
             self.server.listen = v;
@@ -367,6 +482,9 @@ impl Config {
         }
         if let Some(v) = policies {
             self.policy.dir = v;
+        }
+        if let Some(v) = audit {
+            self.audit.file = v;
         }
     }
 
@@ -442,9 +560,23 @@ impl Config {
                 .then(|| Duration::from_secs(self.policy.reload_poll_secs)),
             identity: self.identity.clone(),
             ticket: self.ticket.clone(),
+            audit: self.audit.to_config(&instance_id())?,
             log_format: self.log.format,
         })
     }
+}
+
+/// This gateway process's id in audit records: host name and a random suffix.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}-{}",
+        if host.is_empty() { "vcguard" } else { &host },
+        &suffix[..8]
+    )
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditConfig;
 use crate::config::{IdentitySection, UpstreamTrust};
 use crate::gate::forward::UpstreamOptions;
 use crate::gateway::{Gateway, GatewayParts, StartError, TicketSettings, load_policies};
@@ -29,6 +30,8 @@ pub struct DemoOptions {
     pub admin_listen: SocketAddr,
     /// The policy directory.
     pub policies: PathBuf,
+    /// The audit log file (default: in the demo's temporary directory).
+    pub audit: Option<PathBuf>,
 }
 
 /// Why the demo could not start.
@@ -74,6 +77,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     write_public_cert(&cert_dir, &cert_path, &gateway_cert.cert_pem)?;
 
     let tickets = DemoTickets::create(&cert_dir)?;
+    let audit_path = options
+        .audit
+        .clone()
+        .unwrap_or_else(|| cert_dir.join("audit.jsonl"));
     let limits = ConnectionLimits::default();
     let gateway = Gateway::bind(GatewayParts {
         listen: options.listen,
@@ -89,6 +96,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         policy_poll: Some(Duration::from_secs(2)),
         identity: IdentitySection::default(),
         tickets: TicketSettings::from_config(&tickets.config)?,
+        audit: AuditConfig::new(&audit_path, audit_key(), "vcguard-demo"),
     })
     .await?;
     print_banner(
@@ -97,6 +105,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         &cert_path,
         &options.policies,
         &tickets,
+        &audit_path,
     );
     gateway.run(crate::server::shutdown_signal()).await;
     sim.stop().await;
@@ -149,6 +158,13 @@ impl DemoTickets {
     }
 }
 
+/// A fresh HMAC key for the demo's session and ticket hashes.
+fn audit_key() -> Vec<u8> {
+    let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), DemoError> {
     std::fs::write(path, text).map_err(|source| DemoError::Write {
         path: path.to_owned(),
@@ -171,6 +187,7 @@ fn print_banner(
     cert: &Path,
     policies: &Path,
     tickets: &DemoTickets,
+    audit: &Path,
 ) {
     let port = gateway.local_addr().port();
     let base = format!("https://localhost:{port}");
@@ -214,11 +231,17 @@ Try it (copy-paste):
 
 Policies in force: {policies} (edit them; changes apply within seconds, invalid ones are rejected).
 
+Audit log: {audit}
+  cargo run --release -- audit query {audit}
+  cargo run --release -- audit query {audit} --decision deny
+  cargo run --release -- audit verify {audit}
+
 Press Ctrl-C to stop.
 "#,
         admin = gateway.admin_addr(),
         policies = policies.display(),
         signed = tickets.host_21_ticket,
+        audit = audit.display(),
         signing_key = tickets.signing_key.display(),
     );
 }

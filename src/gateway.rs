@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminService, Readiness};
+use crate::audit::{AuditConfig, AuditError, AuditLog, AuditTask};
 use crate::config::{IdentitySection, Settings, UpstreamTrust};
+use crate::gate::audit::{AuditLayer, WriteAheadLayer};
 use crate::gate::classify::{ClassifyLayer, ClassifyLimits, GuardedSet};
 use crate::gate::decide::DecideLayer;
 use crate::gate::forward::{Forward, UpstreamOptions};
@@ -40,6 +42,9 @@ pub enum StartError {
         /// Every problem, located.
         errors: LoadErrors,
     },
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
     /// The `[ticket]` settings are unusable.
     #[error("config section [ticket]: {0}")]
     Ticket(TicketConfigError),
@@ -77,6 +82,8 @@ pub struct GatewayParts {
     pub identity: IdentitySection,
     /// Change-ticket verification and the header tickets travel in.
     pub tickets: TicketSettings,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 /// A ready ticket verifier and its header.
@@ -137,6 +144,7 @@ impl GatewayParts {
             policy_poll: settings.policy_poll,
             identity: settings.identity.clone(),
             tickets: TicketSettings::from_config(&settings.ticket)?,
+            audit: settings.audit.clone(),
         })
     }
 }
@@ -162,11 +170,14 @@ pub struct Gateway {
     policies: Arc<PolicyStore>,
     reloader: PolicyReloader,
     policy_poll: Option<Duration>,
+    audit: AuditLog,
+    audit_task: AuditTask,
 }
 
 impl Gateway {
     /// Binds both listeners and builds the request stack.
     pub async fn bind(parts: GatewayParts) -> Result<Self, StartError> {
+        let (audit, audit_task) = AuditLog::open(parts.audit).await?;
         let listener = bind("gateway", parts.listen).await?;
         let admin_listener = bind("admin", parts.admin_listen).await?;
         let metrics = Arc::new(Metrics::new());
@@ -182,6 +193,8 @@ impl Gateway {
             classify: ClassifyLayer::new(guarded.clone(), parts.classify),
             identify: IdentifyLayer::new(sessions, forward.clone()),
             ticket: TicketLayer::new(parts.tickets.verifier, parts.tickets.header),
+            audit: AuditLayer::new(audit.clone()),
+            write_ahead: WriteAheadLayer::new(audit.clone()),
             decide: DecideLayer::new(parts.policies.clone(), metrics.clone()),
             forward,
         });
@@ -190,11 +203,18 @@ impl Gateway {
             admin_listener,
             server_tls: parts.server_tls,
             service,
-            reloader: PolicyReloader::new(parts.policies.clone(), guarded, metrics.clone()),
+            reloader: PolicyReloader::new(
+                parts.policies.clone(),
+                guarded,
+                metrics.clone(),
+                audit.clone(),
+            ),
             metrics,
             limits: parts.limits,
             policies: parts.policies,
             policy_poll: parts.policy_poll,
+            audit,
+            audit_task,
         })
     }
 
@@ -252,6 +272,10 @@ impl Gateway {
         reloader.abort();
         let _ = stop_admin.send(());
         let _ = admin.await;
+        self.audit.close().await;
+        if let Err(err) = self.audit_task.wait().await {
+            tracing::error!(error = %err, "audit writer ended with an error");
+        }
         drained
     }
 }

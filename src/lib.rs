@@ -1,6 +1,7 @@
 //! vcguard: a policy-enforcing reverse proxy for the VMware vSphere API.
 
 pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod config;
 pub mod demo;

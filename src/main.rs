@@ -33,6 +33,63 @@ enum Command {
     /// Mint and inspect change tickets.
     #[command(subcommand)]
     Ticket(TicketCommand),
+    /// Review the audit log: verify the chain, query, follow.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash and link across FILES in order (oldest first).
+    Verify {
+        /// Audit files, rotated ones first, the active one last.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print matching records as a table (or JSON lines).
+    Query(QueryArgs),
+    /// Print the last records of FILE; with -f, keep printing new ones.
+    Tail {
+        /// The active audit file.
+        file: PathBuf,
+        /// Keep following the file (across rotation).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many records to show first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Audit files, in order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Records at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Records before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Principal contains this (case-insensitive).
+    #[arg(long)]
+    user: Option<String>,
+    /// vim method.
+    #[arg(long)]
+    method: Option<String>,
+    /// Target moId, e.g. host-21.
+    #[arg(long)]
+    host: Option<String>,
+    /// allow, deny or would-deny.
+    #[arg(long)]
+    decision: Option<String>,
+    /// Change ticket id.
+    #[arg(long)]
+    ticket: Option<String>,
+    /// Print the matching records as JSON lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +203,9 @@ struct ServeArgs {
     /// Cedar policy directory (`policy.dir`).
     #[arg(long)]
     policies: Option<PathBuf>,
+    /// Audit log file (`audit.file`).
+    #[arg(long)]
+    audit: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -175,6 +235,9 @@ struct DemoArgs {
     /// Cedar policy directory the demo enforces.
     #[arg(long, default_value = "policies")]
     policies: PathBuf,
+    /// Audit log file (default: in the demo's temporary directory).
+    #[arg(long)]
+    audit: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -202,6 +265,7 @@ fn main() -> ExitCode {
             }
             Command::Policy(command) => policy(command),
             Command::Ticket(command) => ticket(command),
+            Command::Audit(command) => audit(command).await,
         }
     });
     match result {
@@ -228,9 +292,10 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<(), Str
         upstream_insecure: args.upstream_insecure,
         admin_listen: args.admin_listen,
         policies: args.policies,
+        audit: args.audit,
     });
+    init_logging(log_format.unwrap_or(config.log.format));
     let settings = config.validate().map_err(|e| e.to_string())?;
-    init_logging(log_format.unwrap_or(settings.log_format));
     let parts = GatewayParts::from_settings(&settings).map_err(|e| e.to_string())?;
     let gateway = Gateway::bind(parts).await.map_err(|e| e.to_string())?;
     tracing::info!(
@@ -265,6 +330,7 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         sim_listen: args.sim_listen,
         admin_listen: args.admin_listen,
         policies: args.policies,
+        audit: args.audit,
     })
     .await
     .map_err(|e| e.to_string())
@@ -347,6 +413,46 @@ fn ticket(command: TicketCommand) -> Result<(), String> {
                 inspect(&token, verifier.as_ref(), std::time::SystemTime::now())
             );
             Ok(())
+        }
+    }
+}
+
+async fn audit(command: AuditCommand) -> Result<(), String> {
+    use vcguard::audit::{QueryFilter, parse_time, query, tail, verify};
+    match command {
+        AuditCommand::Verify { files } => {
+            let report = verify(&files);
+            print!("{report}");
+            if report.ok {
+                Ok(())
+            } else {
+                Err("the audit chain is broken".into())
+            }
+        }
+        AuditCommand::Query(args) => {
+            let time = |t: Option<String>| t.map(|t| parse_time(&t)).transpose();
+            let filter = QueryFilter {
+                since: time(args.since).map_err(|e| e.to_string())?,
+                until: time(args.until).map_err(|e| e.to_string())?,
+                user: args.user,
+                method: args.method,
+                host: args.host,
+                decision: args.decision.map(|d| d.parse()).transpose()?,
+                ticket: args.ticket,
+            };
+            let mut out = std::io::stdout().lock();
+            query(&args.files, &filter, &mut out, args.json).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        AuditCommand::Tail {
+            file,
+            follow,
+            lines,
+        } => {
+            let mut out = std::io::stdout();
+            tail(&file, lines, follow, &mut out)
+                .await
+                .map_err(|e| e.to_string())
         }
     }
 }

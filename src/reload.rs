@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::{AuditEvent, AuditLog, ReloadRecord};
 use crate::gate::classify::GuardedSet;
 use crate::metrics::Metrics;
 use crate::policy::{PolicySet, PolicyStore, ReloadOutcome};
@@ -26,39 +27,69 @@ pub struct PolicyReloader {
     store: Arc<PolicyStore>,
     guarded: GuardedSet,
     metrics: Arc<Metrics>,
+    audit: AuditLog,
 }
 
 impl PolicyReloader {
-    /// A reloader for `store`, updating `guarded` and counting into `metrics`.
-    pub fn new(store: Arc<PolicyStore>, guarded: GuardedSet, metrics: Arc<Metrics>) -> Self {
+    /// A reloader for `store`, updating `guarded`, counting into `metrics`, recording into `audit`.
+    pub fn new(
+        store: Arc<PolicyStore>,
+        guarded: GuardedSet,
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+    ) -> Self {
         Self {
             store,
             guarded,
             metrics,
+            audit,
         }
     }
 
-    /// Reloads now; returns whether a new set is in force.
-    pub fn reload_now(&self, trigger: &str) -> bool {
-        match self.store.reload() {
+    /// Reloads now; returns whether a new set is in force. Every attempt that found a change
+    /// leaves a `reload` record in the audit log.
+    pub async fn reload_now(&self, trigger: &str) -> bool {
+        let source = Some(self.store.dir().display().to_string());
+        let (applied, record) = match self.store.reload() {
             Ok(ReloadOutcome::Changed { old_hash, new_hash }) => {
                 self.guarded.replace(guarded_methods(&self.store.current()));
-                self.metrics.count_reload(true);
                 tracing::info!(trigger, old = %old_hash, new = %new_hash, "policy set reloaded");
-                true
+                let record = ReloadRecord {
+                    ok: true,
+                    old_hash: Some(old_hash),
+                    new_hash: Some(new_hash),
+                    ..ReloadRecord::default()
+                };
+                (true, record)
             }
-            Ok(ReloadOutcome::Unchanged) => false,
+            Ok(ReloadOutcome::Unchanged) => return false,
             Err(errors) => {
-                self.metrics.count_reload(false);
+                let in_force = self.store.current().hash().to_owned();
                 tracing::error!(
                     trigger,
-                    in_force = %self.store.current().hash(),
+                    in_force = %in_force,
                     errors = %errors,
                     "policy reload rejected; the last good policy set stays in force"
                 );
-                false
+                let record = ReloadRecord {
+                    ok: false,
+                    old_hash: Some(in_force),
+                    errors: errors.errors.iter().map(ToString::to_string).collect(),
+                    ..ReloadRecord::default()
+                };
+                (false, record)
             }
+        };
+        self.metrics.count_reload(applied);
+        let record = ReloadRecord {
+            source,
+            trigger: Some(trigger.to_owned()),
+            ..record
+        };
+        if let Err(err) = self.audit.write(AuditEvent::Reload(record)).await {
+            tracing::error!(error = %err, "audit: reload record not written");
         }
+        applied
     }
 
     /// Reloads on SIGHUP and, with `poll`, when the directory's files change and then stay
@@ -71,7 +102,7 @@ impl PolicyReloader {
         loop {
             tokio::select! {
                 () = hangup.recv() => {
-                    self.reload_now("SIGHUP");
+                    self.reload_now("SIGHUP").await;
                     seen = self.store.dir_fingerprint();
                     pending = None;
                 }
@@ -80,7 +111,7 @@ impl PolicyReloader {
                     if now == seen {
                         pending = None;
                     } else if pending == Some(now) {
-                        self.reload_now("file change");
+                        self.reload_now("file change").await;
                         seen = now;
                         pending = None;
                     } else {

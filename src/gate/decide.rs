@@ -116,7 +116,9 @@ where
             _ => FaultProtocol::Json,
         };
         let fault = VimFault::restricted_by_administrator(text);
-        let response = fault_response(StatusCode::INTERNAL_SERVER_ERROR, fault_protocol, &fault);
+        let mut response =
+            fault_response(StatusCode::INTERNAL_SERVER_ERROR, fault_protocol, &fault);
+        response.extensions_mut().insert(decision);
         Box::pin(async move { Ok(response) })
     }
 }

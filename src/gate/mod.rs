@@ -1,6 +1,7 @@
 //! The request's way through the gateway: one tower layer per step, assembled in [`stack`].
 
 pub mod access_log;
+pub mod audit;
 pub mod classify;
 pub mod decide;
 pub mod forward;
@@ -19,6 +20,7 @@ use tower::{Service, ServiceBuilder};
 use crate::body::ProxyBody;
 
 use crate::gate::access_log::{AccessLog, AccessLogLayer};
+use crate::gate::audit::{Audit, AuditLayer, WriteAhead, WriteAheadLayer};
 use crate::gate::classify::{Classify, ClassifyLayer};
 use crate::gate::decide::{Decide, DecideLayer};
 use crate::gate::forward::Forward;
@@ -27,7 +29,8 @@ use crate::gate::request_id::{RequestIdLayer, SetRequestId};
 use crate::gate::ticket::{Ticket, TicketLayer};
 
 /// The assembled gateway service, outermost layer first.
-pub type GatewayService = SetRequestId<AccessLog<Classify<Identify<Ticket<Decide<Forward>>>>>>;
+pub type GatewayService =
+    SetRequestId<AccessLog<Classify<Identify<Ticket<Audit<Decide<WriteAhead<Forward>>>>>>>>;
 
 /// The configured steps, in the order of the request's way through.
 pub struct Steps {
@@ -37,8 +40,12 @@ pub struct Steps {
     pub identify: IdentifyLayer,
     /// Which change ticket authorises it?
     pub ticket: TicketLayer,
+    /// Record denials and every outcome.
+    pub audit: AuditLayer,
     /// Do the policies allow it?
     pub decide: DecideLayer,
+    /// Make an allowed guarded call's decision durable before forwarding.
+    pub write_ahead: WriteAheadLayer,
     /// Send it to vCenter.
     pub forward: Forward,
 }
@@ -51,7 +58,9 @@ pub fn stack(steps: Steps) -> GatewayService {
         .layer(steps.classify)
         .layer(steps.identify)
         .layer(steps.ticket)
+        .layer(steps.audit)
         .layer(steps.decide)
+        .layer(steps.write_ahead)
         .service(steps.forward)
 }
 

@@ -16,6 +16,10 @@ pub fn protocol_of_path(path: &str) -> FaultProtocol {
     }
 }
 
+/// The vim fault type of an answer the gateway made itself, in response extensions (for the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayFault(pub String);
+
 /// A response carrying `fault`, shaped for `protocol`, with `status`.
 pub fn fault_response(
     status: StatusCode,
@@ -28,5 +32,8 @@ pub fn fault_response(
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .extensions_mut()
+        .insert(GatewayFault(fault.type_name.clone()));
     response
 }

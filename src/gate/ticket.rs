@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use http::{HeaderName, Request, Response};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
@@ -28,6 +29,8 @@ pub struct TicketFacts {
     pub id: Option<String>,
     /// `pattern` or `signed`.
     pub kind: Option<TicketKind>,
+    /// SHA-256 of the raw header value, for the audit log's keyed hash (never the value itself).
+    pub raw_digest: [u8; 32],
 }
 
 /// Builds [`Ticket`].
@@ -96,10 +99,13 @@ where
                         mo_id: call.target.value.clone(),
                         host_name: None,
                     };
-                    facts(
-                        self.verifier
-                            .verify(one, &call.method, &target, SystemTime::now()),
-                    )
+                    let check = self
+                        .verifier
+                        .verify(one, &call.method, &target, SystemTime::now());
+                    TicketFacts {
+                        raw_digest: Sha256::digest(one.as_bytes()).into(),
+                        ..facts(check)
+                    }
                 }
                 _ => TicketFacts {
                     problem: Some(format!(
@@ -126,12 +132,14 @@ fn facts(check: TicketCheck) -> TicketFacts {
             problem,
             id: Some(ticket.id.clone()),
             kind: Some(ticket.kind),
+            raw_digest: [0; 32],
         },
         TicketCheck::Invalid { id, kind, .. } => TicketFacts {
             context: None,
             problem,
             id,
             kind: Some(kind),
+            raw_digest: [0; 32],
         },
     }
 }

@@ -364,14 +364,20 @@ fn unknown_user_and_unknown_resource_still_evaluate() {
         },
         ..lockdown("lockdownNormal")
     };
-    assert!(set.evaluate(&request).allowed, "any known user passes the baseline");
+    assert!(
+        set.evaluate(&request).allowed,
+        "any known user passes the baseline"
+    );
 
     let request = PolicyRequest {
         principal: Principal::Unauthenticated,
         ..lockdown("lockdownNormal")
     };
     let d = set.evaluate(&request);
-    assert!(!d.allowed, "the shipped baseline gives unauthenticated callers nothing");
+    assert!(
+        !d.allowed,
+        "the shipped baseline gives unauthenticated callers nothing"
+    );
     assert!(d.no_permit(), "{d:?}");
 }
 

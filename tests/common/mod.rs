@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use vcguard::audit::AuditConfig;
 use vcguard::config::IdentitySection;
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::gate::forward::UpstreamOptions;
@@ -32,6 +33,7 @@ pub struct Options {
     pub policies: PathBuf,
     pub policy_poll: Option<Duration>,
     pub tickets: TicketConfig,
+    pub audit_rotate_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             policies: shipped_policies(),
             policy_poll: None,
             tickets: TicketConfig::default(),
+            audit_rotate_bytes: None,
         }
     }
 }
@@ -52,6 +55,9 @@ pub struct Harness {
     pub gateway: SocketAddr,
     pub admin: SocketAddr,
     pub gateway_cert: SelfSigned,
+    /// The gateway's audit log (in a temporary directory that lives as long as the harness).
+    pub audit_path: PathBuf,
+    _audit_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<bool>>,
 }
@@ -62,7 +68,7 @@ impl Harness {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        let sim = start(LOOPBACK_ANY_PORT, true, options.sim)
+        let sim = start(LOOPBACK_ANY_PORT, true, options.sim.clone())
             .await
             .expect("simulator starts");
         let thumbprint = sim.certificate.as_ref().expect("TLS sim").thumbprint();
@@ -72,10 +78,11 @@ impl Harness {
             upstream_client_config(&trust).expect("client tls"),
         );
         upstream.response_timeout = options.response_timeout;
-        let (mut harness_parts, gateway_cert) = gateway_parts(upstream, options.shutdown_grace);
-        harness_parts.policies = Arc::new(load_policies(&options.policies).expect("policies load"));
-        harness_parts.policy_poll = options.policy_poll;
-        harness_parts.tickets = TicketSettings::from_config(&options.tickets).expect("tickets");
+        let audit_dir = tempfile::tempdir().expect("audit dir");
+        let log_dir = audit_dir.path().join("log");
+        std::fs::create_dir(&log_dir).expect("log dir");
+        let audit_path = log_dir.join("audit.jsonl");
+        let (harness_parts, gateway_cert) = gateway_parts(upstream, &options, audit_path.clone());
         let gateway = Gateway::bind(harness_parts).await.expect("gateway binds");
         let (gateway_addr, admin) = (gateway.local_addr(), gateway.admin_addr());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -87,6 +94,8 @@ impl Harness {
             gateway: gateway_addr,
             admin,
             gateway_cert,
+            audit_path,
+            _audit_dir: audit_dir,
             stop: Some(stop),
             task: Some(task),
         }
@@ -162,7 +171,8 @@ impl Harness {
 
 fn gateway_parts(
     upstream: UpstreamOptions,
-    shutdown_grace: Duration,
+    options: &Options,
+    audit_path: PathBuf,
 ) -> (GatewayParts, SelfSigned) {
     let cert = SelfSigned::generate(&["localhost"]).expect("gateway cert");
     let parts = GatewayParts {
@@ -171,14 +181,20 @@ fn gateway_parts(
         server_tls: cert.server_config().expect("server tls"),
         upstream,
         limits: ConnectionLimits {
-            shutdown_grace,
+            shutdown_grace: options.shutdown_grace,
             ..ConnectionLimits::default()
         },
         classify: Default::default(),
-        policies: Arc::new(load_policies(&shipped_policies()).expect("shipped policies load")),
-        policy_poll: None,
+        policies: Arc::new(load_policies(&options.policies).expect("policies load")),
+        policy_poll: options.policy_poll,
         identity: IdentitySection::default(),
-        tickets: TicketSettings::from_config(&TicketConfig::default()).expect("default tickets"),
+        tickets: TicketSettings::from_config(&options.tickets).expect("tickets"),
+        audit: AuditConfig {
+            rotate_bytes: options
+                .audit_rotate_bytes
+                .unwrap_or(vcguard::audit::DEFAULT_ROTATE_BYTES),
+            ..AuditConfig::new(audit_path, vec![7; 32], "vcguard-test")
+        },
     };
     (parts, cert)
 }

@@ -1,0 +1,314 @@
+//! Record types: what the gateway submits, and the writer's own records.
+
+use std::fmt;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::AuditError;
+
+/// An event the gateway submits; the writer adds `v`, `seq`, `time`, `instance`, `prev` and `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// A policy decision on a guarded call, written durably before forwarding.
+    Decision(CallRecord),
+    /// The outcome of any call, written after the response.
+    Outcome(OutcomeRecord),
+    /// A policy-set reload attempt.
+    Reload(ReloadRecord),
+}
+
+/// The verdict of the policy engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The call may proceed (a non-empty `monitor` list makes it a would-deny).
+    Allow,
+    /// The call was refused.
+    Deny,
+}
+
+/// How a change ticket was presented (`pattern` or `signed`, as in the policy context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketKind {
+    /// A plain id matched against the configured pattern.
+    Pattern,
+    /// A JWT signed by the change system.
+    Signed,
+}
+
+/// A keyed hash (HMAC-SHA256, first 32 hex digits); only the redactor makes one.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct KeyedHash(String);
+
+impl KeyedHash {
+    pub(super) fn from_hex(hex: String) -> Self {
+        KeyedHash(hex)
+    }
+
+    /// The hash as lowercase hex.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyedHash({})", self.0)
+    }
+}
+
+impl fmt::Display for KeyedHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The change ticket attached to a call: its id, kind and the keyed hash of the raw token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TicketRef {
+    /// The ticket id (change number), not secret.
+    pub id: String,
+    /// Pattern-checked id or signed JWT.
+    pub kind: TicketKind,
+    /// Keyed hash of the raw header value; the token itself never enters the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<KeyedHash>,
+}
+
+/// The fields describing one call through the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CallRecord {
+    /// The gateway's request id (also in the tracing logs).
+    pub request_id: String,
+    /// Client address as `ip:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Protocol the client spoke, e.g. `vi-json`, `soap`, `rest`, `other`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// vim method, e.g. `EnterMaintenanceMode_Task`, or the HTTP method for other calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Managed object type, e.g. `HostSystem`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mo_type: Option<String>,
+    /// Managed object id, e.g. `host-42`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mo_id: Option<String>,
+    /// The request path (without query string secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The vCenter user the call ran as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Keyed hash of the session token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<KeyedHash>,
+    /// The change ticket, if one was attached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketRef>,
+    /// The verdict, on guarded calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Verdict>,
+    /// Ids of the policies that determined the verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// Ids of monitor-mode policies that would have denied the call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub monitor: Vec<String>,
+    /// The operator-facing reason of the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Hash of the policy set in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_set: Option<String>,
+}
+
+/// The outcome of a call: the call fields plus what came back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeRecord {
+    /// The call the outcome belongs to (same fields as its decision record).
+    #[serde(flatten)]
+    pub call: CallRecord,
+    /// HTTP status returned to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// vim fault type, e.g. `InvalidState`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// Task reference returned, e.g. `task-1234`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Request body bytes received from the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response body bytes sent to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// Time from request received to response complete, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Gateway-side error, e.g. `upstream timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A policy-set reload attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadRecord {
+    /// Whether the new set was accepted.
+    pub ok: bool,
+    /// Hash of the set in force before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_hash: Option<String>,
+    /// Hash of the candidate set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_hash: Option<String>,
+    /// Validation errors when rejected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Where the set came from, e.g. a directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// What triggered the reload, e.g. `SIGHUP`, `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+}
+
+/// Body of a `start` record.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct StartBody {
+    pub(super) unclean_previous_stop: bool,
+    pub(super) version: &'static str,
+    pub(super) pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) torn_tail: Option<TornTail>,
+}
+
+/// A torn final line removed at start-up after a crash.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct TornTail {
+    pub(super) file: String,
+    pub(super) offset: u64,
+    pub(super) length: u64,
+    pub(super) sha256: String,
+    pub(super) text: String,
+}
+
+/// Body of a `stop` record.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct StopBody {
+    pub(super) records: u64,
+    pub(super) failures: u64,
+}
+
+/// Body of a `checkpoint` record.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct CheckpointBody {
+    pub(super) records: u64,
+    pub(super) failures: u64,
+    pub(super) file: String,
+}
+
+/// Syslog severity of a record.
+pub(super) const SEVERITY_WARNING: u8 = 4;
+pub(super) const SEVERITY_NOTICE: u8 = 5;
+pub(super) const SEVERITY_INFO: u8 = 6;
+
+/// A record body serialised once by the submitting task, ready for the writer to chain.
+#[derive(Debug, Clone)]
+pub(super) struct Prepared {
+    pub(super) kind: &'static str,
+    pub(super) time: String,
+    pub(super) body: Vec<u8>,
+    pub(super) severity: u8,
+}
+
+impl Prepared {
+    pub(super) fn event(event: &AuditEvent) -> Result<Prepared, AuditError> {
+        match event {
+            AuditEvent::Decision(call) => {
+                let severity = if call.decision == Some(Verdict::Deny) {
+                    SEVERITY_NOTICE
+                } else {
+                    SEVERITY_INFO
+                };
+                Prepared::body("decision", call, severity)
+            }
+            AuditEvent::Outcome(outcome) => Prepared::body("outcome", outcome, SEVERITY_INFO),
+            AuditEvent::Reload(reload) => {
+                let severity = if reload.ok {
+                    SEVERITY_INFO
+                } else {
+                    SEVERITY_WARNING
+                };
+                Prepared::body("reload", reload, severity)
+            }
+        }
+    }
+
+    pub(super) fn body<T: Serialize>(
+        kind: &'static str,
+        body: &T,
+        severity: u8,
+    ) -> Result<Prepared, AuditError> {
+        let body = serde_json::to_vec(body).map_err(|e| AuditError::Encode(e.to_string()))?;
+        if !body.starts_with(b"{") {
+            return Err(AuditError::Encode("record body is not an object".into()));
+        }
+        Ok(Prepared {
+            kind,
+            time: format_time(OffsetDateTime::now_utc()),
+            body,
+            severity,
+        })
+    }
+}
+
+/// RFC 3339 UTC with microseconds, e.g. `2025-11-23T01:02:03.000456Z`.
+pub(super) fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format_is_fixed_width_utc() {
+        let t = time::macros::datetime!(2025-01-02 03:04:05.000678 +02:00);
+        assert_eq!(format_time(t), "2025-01-02T01:04:05.000678Z");
+    }
+
+    #[test]
+    fn outcome_flattens_call_fields() {
+        let outcome = OutcomeRecord {
+            call: CallRecord {
+                request_id: "r1".into(),
+                method: Some("EnterMaintenanceMode_Task".into()),
+                ..CallRecord::default()
+            },
+            status: Some(200),
+            ..OutcomeRecord::default()
+        };
+        let p = Prepared::event(&AuditEvent::Outcome(outcome)).unwrap();
+        assert_eq!(
+            String::from_utf8(p.body).unwrap(),
+            r#"{"request_id":"r1","method":"EnterMaintenanceMode_Task","status":200}"#
+        );
+        assert_eq!(p.kind, "outcome");
+    }
+}

@@ -1,0 +1,1201 @@
+//! Tests across the writer and the review functions.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::*;
+
+const KEY: &[u8] = b"audit-test-key-0123456789";
+
+fn config(dir: &Path) -> AuditConfig {
+    AuditConfig::new(dir.join("audit.jsonl"), KEY.to_vec(), "gw-test")
+}
+
+fn files(cfg: &AuditConfig) -> Vec<PathBuf> {
+    log_files(&cfg.path, &cfg.rotated_name).unwrap()
+}
+
+fn call(i: usize) -> CallRecord {
+    CallRecord {
+        request_id: format!("req-{i}"),
+        client: Some("10.0.0.7:51234".into()),
+        protocol: Some("soap".into()),
+        method: Some("EnterMaintenanceMode_Task".into()),
+        mo_type: Some("HostSystem".into()),
+        mo_id: Some(format!("host-{}", i % 7)),
+        route: Some("/sdk".into()),
+        principal: Some(if i.is_multiple_of(2) {
+            "VSPHERE.LOCAL\\alice".into()
+        } else {
+            "VSPHERE.LOCAL\\bob".into()
+        }),
+        decision: Some(if i.is_multiple_of(5) {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }),
+        policies: vec!["hosts-need-ticket".into()],
+        reason: i
+            .is_multiple_of(5)
+            .then(|| "a change ticket is required".into()),
+        policy_set: Some("ab12cd34".into()),
+        ..CallRecord::default()
+    }
+}
+
+fn decision(i: usize) -> AuditEvent {
+    AuditEvent::Decision(call(i))
+}
+
+fn outcome(i: usize) -> AuditEvent {
+    AuditEvent::Outcome(OutcomeRecord {
+        call: call(i),
+        status: Some(200),
+        task: Some(format!("task-{i}")),
+        bytes_in: Some(512),
+        bytes_out: Some(1024),
+        latency_ms: Some(12),
+        ..OutcomeRecord::default()
+    })
+}
+
+fn records(files: &[PathBuf]) -> Vec<Value> {
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn kinds(recs: &[Value]) -> Vec<&str> {
+    recs.iter().map(|r| r["kind"].as_str().unwrap()).collect()
+}
+
+/// A closed log with one start, `n` decision+outcome pairs and a stop, in one file.
+async fn small_log(dir: &Path, n: usize) -> AuditConfig {
+    let cfg = config(dir);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    for i in 0..n {
+        log.write_durable(decision(i)).await.unwrap();
+        log.write(outcome(i)).await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+    cfg
+}
+
+#[tokio::test]
+async fn written_log_verifies_with_envelope_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_log(dir.path(), 5).await;
+    let files = files(&cfg);
+    assert_eq!(files, vec![cfg.path.clone()]);
+    let report = verify(&files);
+    assert!(report.ok, "{report}");
+    assert_eq!(report.summary(), "12 records, chain intact");
+    assert!(report.ends_with_stop);
+    assert!(report.notes.is_empty(), "{report}");
+
+    let recs = records(&files);
+    assert_eq!(kinds(&recs)[0], "start");
+    assert_eq!(kinds(&recs)[11], "stop");
+    assert_eq!(recs[0]["prev"], "0".repeat(64));
+    assert_eq!(recs[0]["unclean_previous_stop"], false);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["v"], 1);
+        assert_eq!(r["seq"], i as u64 + 1);
+        assert_eq!(r["instance"], "gw-test");
+        let t = r["time"].as_str().unwrap();
+        assert_eq!(t.len(), 27, "{t}");
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap();
+        if i > 0 {
+            assert_eq!(r["prev"], recs[i - 1]["hash"]);
+        }
+    }
+    assert_eq!(recs[1]["decision"], "deny");
+    assert_eq!(recs[2]["task"], "task-0");
+    assert_eq!(recs[2]["latency_ms"], 12);
+}
+
+/// Copies the log's files into a fresh directory so they can be damaged.
+fn copy_files(files: &[PathBuf], to: &Path) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|f| {
+            let dst = to.join(f.file_name().unwrap());
+            std::fs::copy(f, &dst).unwrap();
+            dst
+        })
+        .collect()
+}
+
+fn edit_lines(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    f(&mut lines);
+    let mut out = lines.join("\n");
+    out.push('\n');
+    std::fs::write(path, out).unwrap();
+}
+
+fn failure(files: &[PathBuf]) -> VerifyFailure {
+    let report = verify(files);
+    assert!(!report.ok, "damage not detected: {report}");
+    assert_eq!(report.exit_code(), 1);
+    report.failure.unwrap()
+}
+
+#[tokio::test]
+async fn every_kind_of_tampering_is_detected_and_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_log(dir.path(), 10).await;
+    let original = files(&cfg);
+    assert!(verify(&original).ok);
+
+    // An edited field.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| {
+        l[4] = l[4].replace("EnterMaintenance", "ExitMaintenance")
+    });
+    let fail = failure(&f);
+    assert_eq!((fail.problem, fail.line), (Problem::Edited, 5), "{fail}");
+    assert!(
+        fail.to_string()
+            .starts_with(&format!("{}:5: edited: ", f[0].display())),
+        "{fail}"
+    );
+
+    // An edit whose hash was recomputed breaks the next record's link.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| {
+        let edited = l[4].replace("EnterMaintenance", "ExitMaintenance");
+        let (body, _) = edited.split_once(",\"hash\":\"").unwrap();
+        let hash = chain::sha256_hex(format!("{body}}}").as_bytes());
+        l[4] = format!("{body},\"hash\":\"{hash}\"}}");
+    });
+    assert!(
+        chain::check_line(
+            std::fs::read_to_string(&f[0])
+                .unwrap()
+                .lines()
+                .nth(4)
+                .unwrap()
+                .as_bytes()
+        )
+        .is_ok()
+    );
+    let fail = failure(&f);
+    assert_eq!((fail.problem, fail.line), (Problem::Edited, 6), "{fail}");
+    assert!(fail.detail.contains("`prev`"), "{fail}");
+
+    // A duplicated key hiding a forged value from first-wins readers.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| {
+        l[3] = l[3].replacen("{", "{\"principal\":\"root\",", 1)
+    });
+    let fail = failure(&f);
+    assert_eq!((fail.problem, fail.line), (Problem::Edited, 4), "{fail}");
+    assert!(fail.detail.contains("hash mismatch"), "{fail}");
+
+    // Whitespace only: still an edit of the bytes the hash covers.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| l[3] = l[3].replacen(",", ", ", 1));
+    assert_eq!(failure(&f).problem, Problem::Edited);
+
+    // A deleted line.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| {
+        l.remove(6);
+    });
+    let fail = failure(&f);
+    assert_eq!((fail.problem, fail.line), (Problem::Missing, 7), "{fail}");
+    assert!(fail.detail.contains("1 record is missing"), "{fail}");
+
+    // Two swapped lines.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| l.swap(6, 7));
+    let fail = failure(&f);
+    assert_eq!((fail.problem, fail.line), (Problem::Reordered, 7), "{fail}");
+    assert!(
+        fail.detail.contains(&format!("{}:8", f[0].display())),
+        "{fail}"
+    );
+
+    // A duplicated line.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| {
+        let dup = l[3].clone();
+        l.insert(4, dup);
+    });
+    let fail = failure(&f);
+    assert_eq!((fail.problem, fail.line), (Problem::Reordered, 5), "{fail}");
+
+    // The tail cut in the middle of a line.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    let bytes = std::fs::read(&f[0]).unwrap();
+    std::fs::write(&f[0], &bytes[..bytes.len() - 40]).unwrap();
+    let fail = failure(&f);
+    assert_eq!(
+        (fail.problem, fail.line),
+        (Problem::Truncated, 22),
+        "{fail}"
+    );
+
+    // The tail cut at a line boundary: intact, with a note for the reviewer.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| l.truncate(15));
+    let report = verify(&f);
+    assert!(report.ok, "{report}");
+    assert!(!report.ends_with_stop);
+    assert_eq!(report.summary(), "15 records, chain intact");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("ends without a stop record; last checkpoint at never")),
+        "{report}"
+    );
+
+    // A file that is not JSON at all.
+    let d = tempfile::tempdir().unwrap();
+    let f = copy_files(&original, d.path());
+    edit_lines(&f[0], |l| l[2] = "hello".into());
+    assert_eq!(failure(&f).problem, Problem::Edited);
+
+    // A file that does not exist.
+    let fail = failure(&[d.path().join("nope.jsonl")]);
+    assert_eq!((fail.problem, fail.line), (Problem::Unreadable, 0));
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_chain_and_never_rewrites_old_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_bytes = 4096;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    for i in 0..100 {
+        log.write(outcome(i)).await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+
+    let fs = files(&cfg);
+    assert!(fs.len() >= 5, "{fs:?}");
+    for f in &fs {
+        assert!(std::fs::metadata(f).unwrap().len() <= 4096, "{f:?}");
+    }
+    let report = verify(&fs);
+    assert!(report.ok, "{report}");
+    assert_eq!(report.records, 102);
+    // Rotated names carry the seq of their first record.
+    for f in &fs[..fs.len() - 1] {
+        let first: Value =
+            serde_json::from_str(std::fs::read_to_string(f).unwrap().lines().next().unwrap())
+                .unwrap();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            name,
+            format!("audit-{:012}.jsonl", first["seq"].as_u64().unwrap())
+        );
+    }
+    let before: Vec<Vec<u8>> = fs[..fs.len() - 1]
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+
+    // Reopen and write more: the old files stay byte-identical.
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    for i in 0..100 {
+        log.write_durable(decision(i)).await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+    for (f, b) in fs[..fs.len() - 1].iter().zip(&before) {
+        assert_eq!(&std::fs::read(f).unwrap(), b, "{f:?} changed");
+    }
+    let fs2 = files(&cfg);
+    assert!(fs2.len() > fs.len());
+    let report = verify(&fs2);
+    assert!(report.ok, "{report}");
+    assert_eq!(report.records, 204);
+
+    // A whole rotated file removed from the middle.
+    let d = tempfile::tempdir().unwrap();
+    let mut copies = copy_files(&fs2, d.path());
+    let removed = copies.remove(2);
+    std::fs::remove_file(&removed).unwrap();
+    let fail = failure(&copies);
+    assert_eq!(fail.problem, Problem::MissingFile, "{fail}");
+    assert_eq!(
+        (fail.file.clone(), fail.line),
+        (copies[2].clone(), 1),
+        "{fail}"
+    );
+
+    // The oldest file removed (retention): intact, with a note.
+    let report = verify(&copies[2..]);
+    assert!(report.ok, "{report}");
+    assert!(
+        report.notes[0].starts_with("the chain starts at seq"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn reopen_links_start_to_stop_and_flags_unclean_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_log(dir.path(), 2).await;
+
+    // Clean restart.
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.flush().await.unwrap();
+    let recs = records(&files(&cfg));
+    let stop = &recs[5];
+    let start = &recs[6];
+    assert_eq!(
+        (stop["kind"].as_str(), start["kind"].as_str()),
+        (Some("stop"), Some("start"))
+    );
+    assert_eq!(start["prev"], stop["hash"]);
+    assert_eq!(start["seq"], 7);
+    assert_eq!(start["unclean_previous_stop"], false);
+
+    // Crash: every handle dropped without close; no stop record.
+    log.write_durable(decision(9)).await.unwrap();
+    drop(log);
+    task.wait().await.unwrap();
+    let recs = records(&files(&cfg));
+    assert_eq!(kinds(&recs).last(), Some(&"decision"));
+
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let recs = records(&files(&cfg));
+    let start = &recs[recs.len() - 2];
+    assert_eq!(start["kind"], "start");
+    assert_eq!(start["unclean_previous_stop"], true);
+    assert!(start.get("torn_tail").is_none());
+    let report = verify(&files(&cfg));
+    assert!(report.ok, "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("unclean stop before seq 9")),
+        "{report}"
+    );
+
+    // Crash in the middle of a write: a torn last line.
+    let mut bytes = std::fs::read(&cfg.path).unwrap();
+    let len_before = bytes.len();
+    bytes.extend_from_slice(br#"{"v":1,"seq":12,"time":"2025-"#);
+    std::fs::write(&cfg.path, &bytes).unwrap();
+    assert_eq!(failure(&files(&cfg)).problem, Problem::Truncated);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    let repaired: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let start = &repaired[repaired.len() - 2];
+    assert_eq!(start["unclean_previous_stop"], true);
+    assert_eq!(start["torn_tail"]["offset"], len_before as u64);
+    assert_eq!(start["torn_tail"]["length"], 29);
+    assert_eq!(
+        start["torn_tail"]["text"],
+        r#"{"v":1,"seq":12,"time":"2025-"#
+    );
+    let report = verify(&files(&cfg));
+    assert!(report.ok, "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("removed an incomplete final line")),
+        "{report}"
+    );
+
+    // A complete but damaged last record: refuse to start, naming the file.
+    edit_lines(&cfg.path, |l| {
+        let last = l.len() - 1;
+        l[last] = l[last].replace("\"records\":", "\"records\":1");
+    });
+    let err = AuditLog::open(cfg.clone()).await.unwrap_err();
+    assert!(matches!(err, AuditError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&cfg.path.display().to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
+}
+
+#[tokio::test]
+async fn resumes_from_the_newest_rotated_file_when_the_active_one_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_bytes = 2048;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    for i in 0..20 {
+        log.write(outcome(i)).await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+    // As after a crash between the rename and the creation of the new file.
+    let fs = files(&cfg);
+    let first = records(&[cfg.path.clone()])[0]["seq"].as_u64().unwrap();
+    let rotated_to = dir.path().join(format!("audit-{first:012}.jsonl"));
+    std::fs::rename(&cfg.path, &rotated_to).unwrap();
+    assert_eq!(files(&cfg).last(), Some(&rotated_to));
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let before = records(&[rotated_to]);
+    let active = records(&[cfg.path.clone()]);
+    assert_eq!(active[0]["prev"], before.last().unwrap()["hash"]);
+    assert_eq!(active[0]["unclean_previous_stop"], false);
+    let all = files(&cfg);
+    assert_eq!(all.len(), fs.len() + 1);
+    assert!(verify(&all).ok);
+}
+
+#[tokio::test]
+async fn open_fails_clearly_when_the_log_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let err = AuditLog::open(config(&not_a_dir)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("plain-file"), "{err}");
+
+    let err = AuditLog::open(config(&dir.path().join("missing")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+
+    // A device that is always full: the start record cannot be written.
+    if Path::new("/dev/full").exists() {
+        let mut cfg = config(dir.path());
+        cfg.path = "/dev/full".into();
+        let err = AuditLog::open(cfg).await.unwrap_err();
+        assert!(matches!(err, AuditError::WriteFailed { .. }), "{err}");
+        assert!(err.to_string().contains("/dev/full"), "{err}");
+        assert!(err.to_string().to_lowercase().contains("no space"), "{err}");
+    }
+
+    let mut cfg = config(dir.path());
+    cfg.hmac_key = b"short".to_vec();
+    assert!(matches!(
+        AuditLog::open(cfg).await,
+        Err(AuditError::Config(_))
+    ));
+    let mut cfg = config(dir.path());
+    cfg.rotated_name = "{stem}.old".into();
+    assert!(matches!(
+        AuditLog::open(cfg).await,
+        Err(AuditError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn write_and_fsync_failures_are_reported_rolled_back_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_durable(decision(1)).await.unwrap();
+
+    // A write that fails half-way (e.g. disk full).
+    log.faults()
+        .fail_write
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let err = log.write_durable(decision(2)).await.unwrap_err();
+    assert!(matches!(err, AuditError::WriteFailed { .. }), "{err}");
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    assert_eq!(log.failures(), 1);
+    assert!(verify(&files(&cfg)).ok, "the partial write must be cut off");
+
+    // Bytes written but the fsync fails: rolled back too.
+    log.faults()
+        .fail_sync
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(log.write_durable(decision(3)).await.is_err());
+    assert_eq!(log.failures(), 2);
+
+    // A queued record hit by a failure is retried, not lost.
+    log.faults()
+        .fail_sync
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    log.write(outcome(4)).await.unwrap();
+    let _ = log.flush().await;
+    log.flush().await.unwrap();
+
+    // The writer recovered: later writes succeed.
+    log.write_durable(decision(5)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let report = verify(&files(&cfg));
+    assert!(report.ok, "{report}");
+    let recs = records(&files(&cfg));
+    let ids: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["req-1", "req-4", "req-5"]);
+    assert_eq!(recs.last().unwrap()["failures"], 3);
+}
+
+#[tokio::test]
+async fn rotation_into_a_vanished_directory_fails_the_write_then_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let logdir = root.path().join("log");
+    std::fs::create_dir(&logdir).unwrap();
+    let mut cfg = config(&logdir);
+    cfg.rotate_bytes = 1500;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_durable(decision(0)).await.unwrap();
+
+    // The directory is replaced by a plain file: the rename at rotation fails for real.
+    let aside = root.path().join("aside");
+    std::fs::rename(&logdir, &aside).unwrap();
+    std::fs::write(&logdir, b"not a directory").unwrap();
+    let mut failed = None;
+    for i in 1..20 {
+        if let Err(e) = log.write_durable(decision(i)).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = failed.expect("a rotation must have been attempted");
+    assert!(err.to_string().contains("cannot rotate"), "{err}");
+    assert!(log.failures() >= 1);
+
+    std::fs::remove_file(&logdir).unwrap();
+    std::fs::rename(&aside, &logdir).unwrap();
+    log.write_durable(decision(99)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let report = verify(&files(&cfg));
+    assert!(report.ok, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_writes_everything_in_one_valid_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for t in 0..8 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..1250 {
+                log.write(outcome(t * 1250 + i)).await.unwrap();
+            }
+        }));
+    }
+    // Durable writers at the same time share fsyncs.
+    for t in 0..64 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..10 {
+                log.write_durable(decision(100_000 + t * 10 + i))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let commits = log.commits();
+    log.close().await;
+    task.wait().await.unwrap();
+    let fs = files(&cfg);
+    let report = verify(&fs);
+    assert!(report.ok, "{report}");
+    let recs = records(&fs);
+    let mut ids: Vec<String> = recs
+        .iter()
+        .filter_map(|r| r["request_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 10_640);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10_640);
+    let checkpoints = kinds(&recs).iter().filter(|k| **k == "checkpoint").count();
+    assert_eq!(checkpoints, 10, "one per 1000 records");
+    assert!(
+        commits < 10_640,
+        "records must share fsyncs ({commits} commits)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_pressure_with_a_tiny_queue_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.queue_capacity = 2;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for t in 0..4 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..500 {
+                log.write(outcome(t * 500 + i)).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+    let recs = records(&files(&cfg));
+    assert_eq!(recs.iter().filter(|r| r["kind"] == "outcome").count(), 2000);
+    assert!(verify(&files(&cfg)).ok);
+}
+
+#[tokio::test]
+async fn writes_after_close_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, task) = AuditLog::open(config(dir.path())).await.unwrap();
+    let other = log.clone();
+    log.close().await;
+    task.wait().await.unwrap();
+    assert!(matches!(
+        other.write(decision(1)).await,
+        Err(AuditError::Closed)
+    ));
+    assert!(matches!(
+        other.write_durable(decision(1)).await,
+        Err(AuditError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn checkpoints_are_written_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_every = Duration::from_millis(50);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let recs = records(&files(&cfg));
+    let n = kinds(&recs).iter().filter(|k| **k == "checkpoint").count();
+    assert!(n >= 2, "{n} checkpoints");
+    let report = verify(&files(&cfg));
+    assert!(report.ok);
+    assert_eq!(
+        report.last_checkpoint.as_deref(),
+        recs.last().unwrap()["time"].as_str()
+    );
+    assert!(
+        report
+            .notes
+            .last()
+            .unwrap()
+            .contains("last checkpoint at 20"),
+        "{report}"
+    );
+    log.close().await;
+    task.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn secrets_only_appear_as_keyed_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let session_token = "52b5b0a1-6d1c-4e2a-9e40-7c4f7c6e1a11";
+    let ticket_jwt = "eyJhbGciOiJFUzI1NiJ9.eyJjaGciOiJDSEcwMDEyMzQ1In0.c2lnbmF0dXJl";
+    let mut c = call(1);
+    c.session = Some(log.keyed_hash(session_token.as_bytes()));
+    c.ticket = Some(
+        log.redactor()
+            .ticket("CHG0012345", TicketKind::Signed, ticket_jwt.as_bytes()),
+    );
+    log.write_durable(AuditEvent::Decision(c)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    assert!(!text.contains(session_token));
+    assert!(!text.contains(ticket_jwt));
+    assert!(!text.contains("eyJ"));
+    let recs = records(&files(&cfg));
+    let d = &recs[1];
+    assert_eq!(d["session"].as_str().unwrap().len(), 32);
+    assert_eq!(d["ticket"]["id"], "CHG0012345");
+    assert_eq!(d["ticket"]["kind"], "signed");
+
+    let other = Redactor::new(b"another-key-0123456789").unwrap();
+    assert_ne!(
+        d["session"].as_str().unwrap(),
+        other.hex(session_token.as_bytes())
+    );
+    assert_eq!(
+        d["session"].as_str().unwrap(),
+        Redactor::new(KEY).unwrap().hex(session_token.as_bytes())
+    );
+}
+
+/// A log with varied records for the review functions.
+async fn review_log(dir: &Path) -> AuditConfig {
+    let cfg = config(dir);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let mut alice = call(0);
+    alice.decision = Some(Verdict::Allow);
+    alice.reason = None;
+    alice.mo_id = Some("host-42".into());
+    alice.ticket = Some(TicketRef {
+        id: "CHG0012345".into(),
+        kind: TicketKind::Pattern,
+        hash: None,
+    });
+    log.write_durable(AuditEvent::Decision(alice.clone()))
+        .await
+        .unwrap();
+    log.write(AuditEvent::Outcome(OutcomeRecord {
+        call: alice.clone(),
+        status: Some(200),
+        task: Some("task-77".into()),
+        ..OutcomeRecord::default()
+    }))
+    .await
+    .unwrap();
+    let mut bob = call(1);
+    bob.decision = Some(Verdict::Deny);
+    bob.reason = Some("no change ticket for a host in maintenance-sensitive cluster prod-east; attach X-Change-Ticket".into());
+    log.write_durable(AuditEvent::Decision(bob)).await.unwrap();
+    let mut carol = call(2);
+    carol.principal = Some("VSPHERE.LOCAL\\carol\u{1b}[31m".into());
+    carol.method = Some("ChangeLockdownMode".into());
+    carol.mo_id = Some("ha-host-access-manager".into());
+    carol.monitor = vec!["lockdown-dry-run".into()];
+    carol.reason = None;
+    carol.decision = Some(Verdict::Allow);
+    log.write_durable(AuditEvent::Decision(carol))
+        .await
+        .unwrap();
+    log.write(AuditEvent::Reload(ReloadRecord {
+        ok: false,
+        old_hash: Some("aa".repeat(32)),
+        new_hash: Some("bb".repeat(32)),
+        errors: vec!["policies/hosts.cedar:3: unknown attribute `tiket`".into()],
+        ..ReloadRecord::default()
+    }))
+    .await
+    .unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    cfg
+}
+
+fn run_query(files: &[PathBuf], filter: &QueryFilter, json: bool) -> (u64, String) {
+    let mut out = Vec::new();
+    let n = query(files, filter, &mut out, json).unwrap();
+    (n, String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn query_filters_and_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = review_log(dir.path()).await;
+    let fs = files(&cfg);
+
+    let (n, table) = run_query(&fs, &QueryFilter::default(), false);
+    assert_eq!(n, 7);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TIME (UTC)"), "{table}");
+    assert_eq!(lines.len(), 8);
+    assert!(lines[2].contains("decision    allow"), "{table}");
+    assert!(lines[2].contains("CHG0012345"), "{table}");
+    assert!(lines[3].contains("task task-77"), "{table}");
+    assert!(lines[3].contains(" 200 "), "{table}");
+    assert!(lines[4].contains("deny"), "{table}");
+    assert!(lines[4].ends_with('…'), "long reasons are cut: {table}");
+    assert!(lines[5].contains("would_deny"), "{table}");
+    assert!(
+        !table.contains('\u{1b}'),
+        "control characters must not reach the terminal"
+    );
+    assert!(
+        lines[6].contains("rejected: policies/hosts.cedar:3"),
+        "{table}"
+    );
+    // Fixed-width columns: the KIND column starts at the same offset everywhere.
+    let kind_at = lines[0].find("KIND").unwrap();
+    for l in &lines[1..] {
+        assert_eq!(l.chars().nth(kind_at - 2), Some(' '), "{l}");
+        assert_ne!(l.chars().nth(kind_at), Some(' '), "{l}");
+    }
+
+    let q = |f: QueryFilter| run_query(&fs, &f, true);
+    let (n, json) = q(QueryFilter {
+        user: Some("ALICE".into()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 2, "{json}");
+    for l in json.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["principal"], "VSPHERE.LOCAL\\alice");
+    }
+    let (n, _) = q(QueryFilter {
+        decision: Some(DecisionFilter::Deny),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 1);
+    let (n, json) = q(QueryFilter {
+        decision: Some("would-deny".parse().unwrap()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 1);
+    assert!(json.contains("lockdown-dry-run"));
+    let (n, _) = q(QueryFilter {
+        decision: Some(DecisionFilter::Allow),
+        ..QueryFilter::default()
+    });
+    assert_eq!(
+        n, 3,
+        "allow includes would-deny and outcomes carrying the decision"
+    );
+    let (n, _) = q(QueryFilter {
+        method: Some("changelockdownmode".into()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 1);
+    let (n, _) = q(QueryFilter {
+        host: Some("host-42".into()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 2);
+    let (n, _) = q(QueryFilter {
+        ticket: Some("CHG0012345".into()),
+        host: Some("host-42".into()),
+        decision: Some(DecisionFilter::Allow),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 2);
+    let (n, _) = q(QueryFilter {
+        ticket: Some("CHG0099999".into()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 0);
+
+    // Time windows.
+    let recs = records(&fs);
+    let t3 = recs[3]["time"].as_str().unwrap();
+    let (n, _) = q(QueryFilter {
+        since: Some(parse_time(t3).unwrap()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 4);
+    let (n, _) = q(QueryFilter {
+        until: Some(parse_time(t3).unwrap()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 3);
+    let (n, _) = q(QueryFilter {
+        since: Some(parse_time("2000-01-01T00:00:00+02:00").unwrap()),
+        until: Some(parse_time("2000-01-02T00:00:00Z").unwrap()),
+        ..QueryFilter::default()
+    });
+    assert_eq!(n, 0);
+    assert!(matches!(parse_time("yesterday"), Err(AuditError::Time(_))));
+    assert!("maybe".parse::<DecisionFilter>().is_err());
+}
+
+/// A `Write` whose bytes can be read while another future holds it.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn tail_prints_the_last_records_and_follows_across_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = review_log(dir.path()).await;
+
+    let mut out = Vec::new();
+    tail(&cfg.path, 3, false, &mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[1].contains("would_deny"));
+    assert!(lines[3].contains("stop"));
+
+    let mut cfg = cfg;
+    cfg.rotate_bytes = 12_000;
+    let sink = Shared::default();
+    let mut writer_out = sink.clone();
+    let follow = tail(&cfg.path, 1, true, &mut writer_out);
+    let produce = async {
+        let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+        for i in 0..45 {
+            log.write_durable(decision(500 + i)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        log.close().await;
+        task.wait().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    };
+    tokio::select! {
+        r = follow => panic!("tail ended: {r:?}"),
+        () = produce => {}
+    }
+    assert!(
+        files(&cfg).len() > 2,
+        "the test must rotate while following"
+    );
+    let text = sink.text();
+    for i in 0..45 {
+        assert!(
+            text.contains(&format!("host-{}", (500 + i) % 7)),
+            "missing record {i}: {text}"
+        );
+    }
+    let decisions = text.lines().filter(|l| l.contains(" decision ")).count();
+    assert_eq!(decisions, 45, "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains(" start ")).count() == 1,
+        "{text}"
+    );
+    assert!(text.lines().last().unwrap().contains(" stop "), "{text}");
+    assert!(!text.contains("not shown"), "{text}");
+}
+
+#[tokio::test]
+async fn records_are_forwarded_to_syslog() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.syslog = Some(SyslogConfig::new(
+        listener.local_addr().unwrap().to_string(),
+    ));
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_durable(decision(5)).await.unwrap();
+    let (sock, _) = listener.accept().await.unwrap();
+    let mut r = BufReader::new(sock);
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        let mut len = Vec::new();
+        r.read_until(b' ', &mut len).await.unwrap();
+        let n: usize = std::str::from_utf8(&len[..len.len() - 1])
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut msg = vec![0; n];
+        r.read_exact(&mut msg).await.unwrap();
+        frames.push(String::from_utf8(msg).unwrap());
+    }
+    let recs = records(&files(&cfg));
+    assert!(
+        frames[0].contains(" start - {\"v\":1,\"seq\":1,"),
+        "{}",
+        frames[0]
+    );
+    assert!(
+        frames[1].starts_with("<109>1 "),
+        "deny is a notice: {}",
+        frames[1]
+    );
+    let json = frames[1].split_once(" decision - ").unwrap().1;
+    assert_eq!(serde_json::from_str::<Value>(json).unwrap(), recs[1]);
+    assert_eq!(log.syslog_dropped(), 0);
+    log.close().await;
+    task.wait().await.unwrap();
+}
+
+/// Realistic variety for the large-log measurement: 50 users, 500 hosts, tickets on a
+/// third of the calls, 2% denials, 1% would-deny.
+fn varied(i: usize) -> AuditEvent {
+    let mut c = call(i);
+    c.request_id = format!("{:016x}-{i}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    c.principal = Some(format!("VSPHERE.LOCAL\\user{:02}", i % 50));
+    c.mo_id = Some(format!("host-{}", (i * 7919) % 500));
+    c.session = Some(KeyedHash::from_hex(format!("{:032x}", i % 4000)));
+    c.ticket = i.is_multiple_of(3).then(|| TicketRef {
+        id: format!("CHG{:07}", i % 20_000),
+        kind: TicketKind::Signed,
+        hash: Some(KeyedHash::from_hex(format!("{:032x}", i))),
+    });
+    c.decision = Some(if i.is_multiple_of(50) {
+        Verdict::Deny
+    } else {
+        Verdict::Allow
+    });
+    c.reason = i
+        .is_multiple_of(50)
+        .then(|| "hosts in cluster prod need a signed change ticket".into());
+    c.monitor = if i % 100 == 2 {
+        vec!["lockdown-dry-run".into()]
+    } else {
+        vec![]
+    };
+    if i.is_multiple_of(2) {
+        AuditEvent::Decision(c)
+    } else {
+        c.method = Some("RetrievePropertiesEx".into());
+        c.decision = None;
+        AuditEvent::Outcome(OutcomeRecord {
+            call: c,
+            status: Some(200),
+            task: None,
+            bytes_in: Some(700),
+            bytes_out: Some(18_000),
+            latency_ms: Some((i % 90) as u64),
+            ..OutcomeRecord::default()
+        })
+    }
+}
+
+/// Generates a 1 GiB log (once) and prints how long `verify` and `query` take on it.
+/// `AUDIT_BIG_DIR=/path cargo test --release --lib query_speed -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes 1 GiB; a measurement, not a test"]
+async fn query_speed_on_a_1gib_log() {
+    let dir = std::env::var_os("AUDIT_BIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("vcguard-audit-1gib"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config(&dir);
+    let size =
+        |fs: &[PathBuf]| -> u64 { fs.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum() };
+    if size(&files(&cfg)) < 1 << 30 {
+        let started = std::time::Instant::now();
+        let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+        let mut written = 0;
+        while size(&files(&cfg)) < 1 << 30 {
+            let mut hs = Vec::new();
+            for t in 0..4 {
+                let log = log.clone();
+                hs.push(tokio::spawn(async move {
+                    for i in 0..25_000 {
+                        log.write(varied(written + t * 25_000 + i)).await.unwrap();
+                    }
+                }));
+            }
+            for h in hs {
+                h.await.unwrap();
+            }
+            written += 100_000;
+            log.flush().await.unwrap();
+        }
+        log.close().await;
+        task.wait().await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "generated {written} records in {secs:.1} s ({:.0} records/s)",
+            written as f64 / secs
+        );
+    }
+    let fs = files(&cfg);
+    println!("{} files, {} bytes", fs.len(), size(&fs));
+    let t = std::time::Instant::now();
+    let report = verify(&fs);
+    println!(
+        "verify: {} in {:.2} s",
+        report.summary(),
+        t.elapsed().as_secs_f64()
+    );
+    let cases: Vec<(&str, QueryFilter, bool)> = vec![
+        ("no filter, table", QueryFilter::default(), false),
+        ("no filter, json", QueryFilter::default(), true),
+        (
+            "--user user07",
+            QueryFilter {
+                user: Some("user07".into()),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+        (
+            "--host host-42",
+            QueryFilter {
+                host: Some("host-42".into()),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+        (
+            "--decision deny",
+            QueryFilter {
+                decision: Some(DecisionFilter::Deny),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+        (
+            "--decision would-deny",
+            QueryFilter {
+                decision: Some(DecisionFilter::WouldDeny),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+        (
+            "--ticket CHG0000042",
+            QueryFilter {
+                ticket: Some("CHG0000042".into()),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+        (
+            "--method EnterMaintenanceMode_Task --user USER1",
+            QueryFilter {
+                method: Some("EnterMaintenanceMode_Task".into()),
+                user: Some("USER1".into()),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+        (
+            "--since (no record matches)",
+            QueryFilter {
+                since: Some(parse_time("2999-01-01T00:00:00Z").unwrap()),
+                ..QueryFilter::default()
+            },
+            false,
+        ),
+    ];
+    for (name, filter, json) in cases {
+        let t = std::time::Instant::now();
+        let n = query(&fs, &filter, &mut std::io::sink(), json).unwrap();
+        println!(
+            "query {name}: {n} records in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
