@@ -221,3 +221,34 @@ async fn an_unwritable_audit_log_refuses_guarded_calls() {
         .expect("read");
     assert_eq!(read.status(), 200);
 }
+
+#[tokio::test]
+async fn a_monitor_mode_match_is_forwarded_and_recorded_as_would_deny() {
+    let mut harness = Harness::start().await;
+    let client = harness.client();
+    let token = harness.login(&client).await;
+    let response = client
+        .post(format!("{}/HostSystem/host-23/EnterMaintenanceMode_Task", harness.vim()))
+        .header("vmware-api-session-id", &token)
+        .header("X-Change-Ticket", "CHG0012345")
+        .json(&serde_json::json!({"timeout": 0, "maintenanceSpec": {"vsanMode": {"objectAction": "noAction"}}}))
+        .send()
+        .await
+        .expect("maintenance");
+    assert_eq!(response.status(), 200, "monitor mode never blocks");
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-23"),
+        Some(true)
+    );
+    assert!(harness.shutdown().await);
+
+    let decision = records(&harness.audit_path)
+        .into_iter()
+        .find(|r| r["kind"] == "decision" && r["mo_id"] == "host-23")
+        .expect("decision record");
+    assert_eq!(decision["decision"], "allow");
+    assert_eq!(decision["monitor"][0], "vsan-no-action-monitor");
+    let file = harness.audit_path.to_str().expect("utf-8");
+    let (ok, text) = vcguard(&["audit", "query", file, "--decision", "would-deny"]);
+    assert!(ok && text.contains("host-23"), "{text}");
+}
