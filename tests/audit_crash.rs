@@ -26,25 +26,27 @@ fn free_port() -> u16 {
 }
 
 async fn spawn_gateway(dir: &std::path::Path, upstream: &str, port: u16, admin: u16) -> Gateway {
-    let child = Command::new(env!("CARGO_BIN_EXE_vcguard"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--cert", dir.join("gw.pem").to_str().expect("utf-8")])
-        .args(["--key", dir.join("gw.key").to_str().expect("utf-8")])
-        .args(["--upstream", upstream])
-        .args([
-            "--policies",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
-        ])
-        .args(["--audit", dir.join("audit.jsonl").to_str().expect("utf-8")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vcguard");
+    let gateway = Gateway(
+        Command::new(env!("CARGO_BIN_EXE_vcguard"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--cert", dir.join("gw.pem").to_str().expect("utf-8")])
+            .args(["--key", dir.join("gw.key").to_str().expect("utf-8")])
+            .args(["--upstream", upstream])
+            .args([
+                "--policies",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+            ])
+            .args(["--audit", dir.join("audit.jsonl").to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vcguard"),
+    );
     let ready = format!("http://127.0.0.1:{admin}/readyz");
     for _ in 0..200 {
         if reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
-            return Gateway(child);
+            return gateway;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
