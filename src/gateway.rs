@@ -172,6 +172,7 @@ pub struct Gateway {
     policy_poll: Option<Duration>,
     audit: AuditLog,
     audit_task: AuditTask,
+    addrs: (SocketAddr, SocketAddr),
 }
 
 impl Gateway {
@@ -180,6 +181,10 @@ impl Gateway {
         let (audit, audit_task) = AuditLog::open(parts.audit).await?;
         let listener = bind("gateway", parts.listen).await?;
         let admin_listener = bind("admin", parts.admin_listen).await?;
+        let addrs = (
+            bound_addr("gateway", &listener, parts.listen)?,
+            bound_addr("admin", &admin_listener, parts.admin_listen)?,
+        );
         let metrics = Arc::new(Metrics::new());
         let guarded = GuardedSet::new(guarded_methods(&parts.policies.current()));
         let forward = Forward::new(parts.upstream, metrics.clone());
@@ -215,21 +220,18 @@ impl Gateway {
             policy_poll: parts.policy_poll,
             audit,
             audit_task,
+            addrs,
         })
     }
 
     /// The client-facing address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound TCP listener has a local address")
+        self.addrs.0
     }
 
     /// The admin address actually bound.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_listener
-            .local_addr()
-            .expect("a bound TCP listener has a local address")
+        self.addrs.1
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests (bounded by the
@@ -278,6 +280,16 @@ impl Gateway {
         }
         drained
     }
+}
+
+fn bound_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
