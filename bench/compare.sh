@@ -169,7 +169,8 @@ done
 printf 'guarded-call work beyond the proxy hop (added p50 guarded - added p50 GET): %.0fus\n' \
   "$(echo "(${g50[guarded-vcguard]} - ${g50[guarded-direct]}) - (${g50[get-vcguard]} - ${g50[get-direct]})" | bc -l)"
 if [[ -n $GW_AUDIT ]]; then
-  echo "(decision, ticket check, strict body parse, and the audit decision record written and fsynced before forwarding; audit file $(wc -l <"$GW_AUDIT") records)"
+  echo "(decision, ticket check, strict body parse, and the audit decision record written and fsynced before forwarding)"
+  echo "audit log: $(cat "${GW_AUDIT%.jsonl}"*.jsonl | wc -l) records in $(ls "${GW_AUDIT%.jsonl}"*.jsonl | wc -l) file(s), $(du -ch "${GW_AUDIT%.jsonl}"*.jsonl | tail -1 | cut -f1) (every call, pass-through included, gets an outcome record)"
 else
   echo "(decision, ticket check and strict body parse; this build has no audit log, so no audit write or fsync)"
 fi
