@@ -173,12 +173,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), DemoError> {
 }
 
 fn write_public_cert(dir: &Path, path: &Path, pem: &str) -> Result<(), DemoError> {
-    let write_error = |source| DemoError::Write {
-        path: path.to_owned(),
+    std::fs::create_dir_all(dir).map_err(|source| DemoError::Write {
+        path: dir.to_owned(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(write_error)?;
-    std::fs::write(path, pem).map_err(write_error)
+    })?;
+    write_file(path, pem)
 }
 
 fn print_banner(
