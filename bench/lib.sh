@@ -74,7 +74,8 @@ start_sim() {
 }
 
 # start_gw PORT ADMIN_PORT SIM_PORT [extra serve args...]: vcguard. Sets GW_PID and GW_AUDIT.
-# GW_RUST_LOG sets its log level (default: info, i.e. the access log is on, as shipped).
+# GW_RUST_LOG sets its log level (default: info as shipped: warnings and guarded-call lines, no
+# per-request line; the audit log holds the per-call record, like nginx's access log).
 # The audit log (on by default since it landed) goes to the temp dir, not the current directory.
 start_gw() {
   local port=$1 admin=$2 sim=$3 audit=()

@@ -195,6 +195,8 @@ pub struct AuditSection {
     pub checkpoint_secs: u64,
     /// Records queued for the group-commit writer; when full, requests wait. Default 8192.
     pub queue_capacity: usize,
+    /// Milliseconds an outcome record may stay written but not fsynced; 0 fsyncs every batch. Default 1000.
+    pub sync_interval_ms: u64,
     /// Forward every record to a syslog collector too (RFC 5424 over TCP or TLS).
     pub syslog: Option<SyslogSection>,
 }
@@ -209,6 +211,7 @@ impl Default for AuditSection {
             checkpoint_every_records: crate::audit::DEFAULT_CHECKPOINT_EVERY_RECORDS,
             checkpoint_secs: crate::audit::DEFAULT_CHECKPOINT_EVERY.as_secs(),
             queue_capacity: crate::audit::DEFAULT_QUEUE_CAPACITY,
+            sync_interval_ms: crate::audit::DEFAULT_SYNC_EVERY.as_millis() as u64,
             syslog: None,
         }
     }
@@ -270,6 +273,7 @@ impl AuditSection {
         config.checkpoint_every_records = self.checkpoint_every_records;
         config.checkpoint_every = Duration::from_secs(self.checkpoint_secs.max(1));
         config.queue_capacity = self.queue_capacity.max(1);
+        config.sync_every = Duration::from_millis(self.sync_interval_ms);
         config.syslog = self.syslog.as_ref().map(|s| {
             let mut syslog = SyslogConfig::new(&s.address);
             syslog.tls_ca = s.tls_ca.clone();
@@ -324,6 +328,9 @@ impl Default for AdminSection {
 pub struct LogSection {
     /// `text` (default) or `json`.
     pub format: LogFormat,
+    /// One `request finished` line per request (target `vcguard::access`); default off,
+    /// the audit log already holds an outcome record for every call.
+    pub access: bool,
 }
 
 /// How log lines are written.
@@ -360,6 +367,8 @@ pub struct Overrides {
     pub policies: Option<PathBuf>,
     /// `--audit`.
     pub audit: Option<PathBuf>,
+    /// `--access-log`.
+    pub access_log: bool,
 }
 
 /// How the gateway trusts vCenter's certificate.
@@ -455,7 +464,11 @@ impl Config {
             admin_listen,
             policies,
             audit,
+            access_log,
         } = flags;
+        if access_log {
+            self.log.access = true;
+        }
         if let Some(v) = listen {
             self.server.listen = v;
         }

@@ -206,6 +206,9 @@ struct ServeArgs {
     /// Audit log file (`audit.file`).
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Log one line per request (`log.access`).
+    #[arg(long)]
+    access_log: bool,
 }
 
 #[derive(Args)]
@@ -256,11 +259,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args, cli.log_format).await,
             Command::Sim(args) => {
-                init_logging(cli.log_format.unwrap_or_default());
+                init_logging(cli.log_format.unwrap_or_default(), true);
                 sim(args).await
             }
             Command::Demo(args) => {
-                init_logging(cli.log_format.unwrap_or_default());
+                init_logging(cli.log_format.unwrap_or_default(), true);
                 demo(args).await
             }
             Command::Policy(command) => policy(command),
@@ -293,8 +296,9 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<(), Str
         admin_listen: args.admin_listen,
         policies: args.policies,
         audit: args.audit,
+        access_log: args.access_log,
     });
-    init_logging(log_format.unwrap_or(config.log.format));
+    init_logging(log_format.unwrap_or(config.log.format), config.log.access);
     let settings = config.validate().map_err(|e| e.to_string())?;
     let parts = GatewayParts::from_settings(&settings).map_err(|e| e.to_string())?;
     let gateway = Gateway::bind(parts).await.map_err(|e| e.to_string())?;
@@ -457,11 +461,19 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr at `RUST_LOG` (default `info`, with the per-request access line only when
+/// `access`).
+fn init_logging(format: LogFormat, access: bool) {
+    let default = if access {
+        "info"
+    } else {
+        "info,vcguard::access=off"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

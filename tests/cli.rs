@@ -175,3 +175,79 @@ fn shipped_policy_tests_pass() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runs `vcguard serve` (upstream down), sends one request, stops it and returns its stderr.
+fn serve_one_request(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = vcguard::tls::SelfSigned::generate(&["localhost"]).expect("cert");
+    let cert_path = dir.path().join("gateway.pem");
+    let key_path = dir.path().join("gateway.key");
+    std::fs::write(&cert_path, &cert.cert_pem).expect("write cert");
+    std::fs::write(&key_path, &cert.key_pem).expect("write key");
+    let stderr_path = dir.path().join("stderr.log");
+    let (port, admin) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{port}");
+    let admin_listen = format!("127.0.0.1:{admin}");
+    let audit = dir.path().join("audit.jsonl");
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--admin-listen",
+        &admin_listen,
+        "--cert",
+        cert_path.to_str().expect("utf-8"),
+        "--key",
+        key_path.to_str().expect("utf-8"),
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--policies",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        "--audit",
+        audit.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("start vcguard");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let status = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .expect("client");
+        for _ in 0..100 {
+            let url = format!("https://127.0.0.1:{port}/sdk/vim25/8.0.3.0/HostSystem/host-21/name");
+            if let Ok(response) = client.get(url).send().await {
+                return response.status().as_u16();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 502, "the upstream is down");
+    std::fs::read_to_string(&stderr_path).expect("stderr")
+}
+
+#[test]
+fn access_log_line_only_when_asked() {
+    let quiet = serve_one_request(&[]);
+    assert!(!quiet.contains("request finished"), "{quiet}");
+    let loud = serve_one_request(&["--access-log"]);
+    assert!(
+        loud.contains("request finished") && loud.contains("status=502"),
+        "{loud}"
+    );
+}

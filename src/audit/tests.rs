@@ -1199,3 +1199,56 @@ async fn query_speed_on_a_1gib_log() {
         );
     }
 }
+
+/// Reads the active file until it holds `n` records or two seconds pass.
+async fn wait_for_records(cfg: &AuditConfig, n: usize) -> usize {
+    for _ in 0..200 {
+        let count = records(&files(cfg)).len();
+        if count >= n {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    records(&files(cfg)).len()
+}
+
+#[tokio::test]
+async fn queued_records_are_written_at_once_and_fsynced_within_the_sync_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.sync_every = Duration::from_millis(300);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let after_open = log.commits();
+    for i in 0..50 {
+        log.write(outcome(i)).await.unwrap();
+    }
+    // start + 50 outcomes are readable (in the OS) before any fsync covers them.
+    assert_eq!(wait_for_records(&cfg, 51).await, 51);
+    assert_eq!(log.commits(), after_open, "outcome batches must not fsync");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        log.commits(),
+        after_open + 1,
+        "one fsync covers the pending records"
+    );
+    // A durable record is fsynced before write_durable returns, whatever the interval.
+    log.write_durable(decision(99)).await.unwrap();
+    assert_eq!(log.commits(), after_open + 2);
+    log.close().await;
+    task.wait().await.unwrap();
+    assert!(verify(&files(&cfg)).ok);
+}
+
+#[tokio::test]
+async fn sync_interval_zero_fsyncs_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.sync_every = Duration::ZERO;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let after_open = log.commits();
+    log.write(outcome(1)).await.unwrap();
+    log.flush().await.unwrap();
+    assert!(log.commits() > after_open);
+    log.close().await;
+    task.wait().await.unwrap();
+}

@@ -35,8 +35,13 @@ pub const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 1000;
 pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// Default number of `write` records that may be pending.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
+/// Default longest time a queued (not durable) record stays written but not fsynced.
+pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_secs(1);
 
 const MAX_BATCH: usize = 8192;
+/// How long a batch of queued records waits for more before it is written; nobody waits on
+/// them, and fewer, larger batches cost the request path fewer thread hand-offs.
+const LINGER: Duration = Duration::from_millis(5);
 const MIN_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 const TORN_TEXT_MAX_CHARS: usize = 4096;
@@ -57,6 +62,10 @@ pub struct AuditConfig {
     pub checkpoint_every: Duration,
     /// How many `write` records may be pending before callers wait.
     pub queue_capacity: usize,
+    /// Longest time records queued with `write` stay unsynced (written to the OS, which
+    /// keeps them across a gateway crash, but not yet fsynced); zero fsyncs every batch.
+    /// `write_durable`, `flush`, checkpoints, rotation and `close` always fsync.
+    pub sync_every: Duration,
     /// Key of the keyed hashes of sessions and tickets (at least 16 bytes).
     pub hmac_key: Vec<u8>,
     /// Gateway instance id written in every record.
@@ -75,6 +84,7 @@ impl AuditConfig {
             checkpoint_every_records: DEFAULT_CHECKPOINT_EVERY_RECORDS,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            sync_every: DEFAULT_SYNC_EVERY,
             hmac_key,
             instance: instance.into(),
             syslog: None,
@@ -172,6 +182,13 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
+impl Msg {
+    /// A queued record nobody waits for; anything else is written without lingering.
+    fn can_wait(&self) -> bool {
+        matches!(self, Msg::Record { ack: None, .. })
+    }
+}
+
 /// Handle to the audit log; clone it freely, every clone feeds the same writer task.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -228,7 +245,7 @@ impl AuditLog {
         let shared2 = shared.clone();
         let (mut writer, start) = blocking(move || Writer::resume(&cfg, shared2)).await??;
         let (writer, results) = blocking(move || {
-            let results = writer.commit(&[Spec::Start(start)]);
+            let results = writer.commit(&[Spec::Start(start)], true);
             (writer, results)
         })
         .await?;
@@ -240,7 +257,11 @@ impl AuditLog {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(config.queue_capacity));
-        let handle = tokio::spawn(run(writer, rx, permits.clone(), config.checkpoint_every));
+        let timing = Timing {
+            checkpoint_every: config.checkpoint_every,
+            sync_every: config.sync_every,
+        };
+        let handle = tokio::spawn(run(writer, rx, permits.clone(), timing));
         Ok((
             AuditLog {
                 tx,
@@ -358,6 +379,14 @@ enum Spec {
     Stop,
 }
 
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How the submitter of a spec learns the result.
 enum Ack {
     None,
@@ -365,13 +394,26 @@ enum Ack {
     Durable(oneshot::Sender<Result<RecordRef, AuditError>>),
 }
 
+/// The writer task's clocks.
+#[derive(Clone, Copy)]
+struct Timing {
+    checkpoint_every: Duration,
+    sync_every: Duration,
+}
+
 async fn run(
     mut writer: Box<Writer>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     permits: Arc<Semaphore>,
-    checkpoint_every: Duration,
+    timing: Timing,
 ) {
+    let Timing {
+        checkpoint_every,
+        sync_every,
+    } = timing;
     let path = writer.path.clone();
+    // When the oldest written-but-unsynced record must be fsynced.
+    let mut sync_due: Option<Instant> = None;
     let mut retry: VecDeque<Prepared> = VecDeque::new();
     let mut retry_delay = MIN_RETRY;
     let mut next_retry = Instant::now();
@@ -391,6 +433,7 @@ async fn run(
                 },
                 _ = tokio::time::sleep_until(next_checkpoint) => checkpoint_due = true,
                 _ = tokio::time::sleep_until(next_retry), if !retry.is_empty() => {}
+                _ = sleep_until_opt(sync_due), if sync_due.is_some() => {}
             }
         } else if !retry.is_empty() {
             tokio::time::sleep(retry_delay).await;
@@ -404,6 +447,25 @@ async fn run(
                 Ok(m) => msgs.push(m),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if open && !msgs.is_empty() && !checkpoint_due && msgs.iter().all(Msg::can_wait) {
+            let until = Instant::now() + LINGER;
+            while msgs.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(m)) => {
+                        let urgent = !m.can_wait();
+                        msgs.push(m);
+                        if urgent {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        open = false;
+                        break;
+                    }
+                    Err(_) => break,
+                }
             }
         }
         let closing = msgs.iter().any(|m| matches!(m, Msg::Close(_)));
@@ -441,9 +503,40 @@ async fn run(
             specs.push(Spec::Stop);
             acks.push(Ack::None);
         }
+        let must_sync = sync_every.is_zero()
+            || checkpoint_due
+            || closing
+            || !flushes.is_empty()
+            || acks.iter().any(|ack| matches!(ack, Ack::Durable(_)))
+            || sync_due.is_some_and(|due| Instant::now() >= due);
+        if specs.is_empty() && must_sync && sync_due.is_some() {
+            let (w, result) = match blocking(move || {
+                let result = writer.sync();
+                (writer, result)
+            })
+            .await
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "audit writer failed");
+                    return;
+                }
+            };
+            writer = w;
+            if let Err(reason) = result {
+                tracing::error!(path = %path.display(), error = %reason,
+                    "audit log fsync failed; records queued since the last fsync may be lost");
+                for (_, ack) in flushes.drain(..) {
+                    let _ = ack.send(Err(AuditError::WriteFailed {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+        }
         if !specs.is_empty() {
             let (w, specs_back, results) = match blocking(move || {
-                let results = writer.commit(&specs);
+                let results = writer.commit(&specs, must_sync);
                 (writer, specs, results)
             })
             .await
@@ -499,6 +592,11 @@ async fn run(
                 let _ = ack.send(Ok(()));
             }
         }
+        sync_due = match (writer.unsynced, sync_due) {
+            (false, _) => None,
+            (true, Some(due)) => Some(due),
+            (true, None) => Some(after(Instant::now(), sync_every)),
+        };
         let mut due = after(writer.last_checkpoint, checkpoint_every);
         if checkpoint_due {
             due = due.max(after(Instant::now(), checkpoint_every));
@@ -555,6 +653,8 @@ struct Writer {
     file_len: u64,
     /// A failed write may have left bytes after `file_len` that must be cut off.
     dirty_tail: bool,
+    /// Bytes up to `file_len` were written but not all fsynced yet.
+    unsynced: bool,
     file_first_seq: u64,
     next_seq: u64,
     prev: String,
@@ -681,6 +781,7 @@ impl Writer {
             file: Some(file),
             file_len,
             dirty_tail: false,
+            unsynced: false,
             file_first_seq,
             next_seq,
             prev,
@@ -698,12 +799,13 @@ impl Writer {
         Ok((Box::new(writer), start))
     }
 
-    /// Writes the specs in order; returns one result per spec. Records before a failure
-    /// that were already fsynced (a rotation happened in between) stay written.
-    fn commit(&mut self, specs: &[Spec]) -> Vec<Result<RecordRef, String>> {
+    /// Writes the specs in order, fsyncing at the end when `sync`; returns one result per
+    /// spec. Records before a failure that were already fsynced (a rotation happened in
+    /// between) stay written.
+    fn commit(&mut self, specs: &[Spec], sync: bool) -> Vec<Result<RecordRef, String>> {
         let mut results: Vec<Option<Result<RecordRef, String>>> =
             specs.iter().map(|_| None).collect();
-        let outcome = self.commit_inner(specs, &mut results);
+        let outcome = self.commit_inner(specs, sync, &mut results);
         if let Err(reason) = outcome {
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
             self.rollback();
@@ -720,6 +822,7 @@ impl Writer {
     fn commit_inner(
         &mut self,
         specs: &[Spec],
+        sync: bool,
         results: &mut [Option<Result<RecordRef, String>>],
     ) -> Result<(), String> {
         self.ensure_open()?;
@@ -760,7 +863,38 @@ impl Writer {
                 }
             }
         }
-        self.flush(&mut seg, results)
+        self.flush(&mut seg, sync, results)
+    }
+
+    /// Fsyncs records written earlier without one.
+    fn sync(&mut self) -> Result<(), String> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        #[cfg(test)]
+        if take_fault(&self.shared.faults.fail_sync) {
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+            self.rollback();
+            self.unsynced = false;
+            return Err(format!(
+                "fsync of {} failed: injected fsync failure",
+                self.path.display()
+            ));
+        }
+        let result = match self.file.as_ref() {
+            Some(file) => file
+                .sync_data()
+                .map_err(|e| format!("fsync of {} failed: {e}", self.path.display())),
+            None => Err(format!("{} is not open", self.path.display())),
+        };
+        if result.is_ok() {
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+            self.rollback();
+        }
+        self.unsynced = false;
+        result
     }
 
     fn checkpoint_record(&self, seg: &Segment) -> Result<Prepared, String> {
@@ -796,7 +930,7 @@ impl Writer {
         let (line, hash) = chain::render(&env, &rec.body);
         let pending = self.file_len + seg.buf.len() as u64;
         if pending > 0 && pending + line.len() as u64 > self.rotate_bytes {
-            self.flush(seg, results)?;
+            self.flush(seg, true, results)?;
             self.rotate()?;
         }
         let start = seg.buf.len();
@@ -821,10 +955,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes and fsyncs the segment, then makes its chain state the committed one.
+    /// Writes the segment (and fsyncs the file when `sync`), then makes its chain state the
+    /// committed one.
     fn flush(
         &mut self,
         seg: &mut Segment,
+        sync: bool,
         results: &mut [Option<Result<RecordRef, String>>],
     ) -> Result<(), String> {
         let path = &self.path;
@@ -833,7 +969,7 @@ impl Writer {
             .as_mut()
             .ok_or_else(|| format!("{} is not open", path.display()))?;
         let failed = |op: &str, e: io::Error| format!("{op} {} failed: {e}", path.display());
-        if !seg.buf.is_empty() {
+        if !seg.buf.is_empty() || (sync && self.unsynced) {
             self.dirty_tail = true;
             #[cfg(test)]
             if take_fault(&self.shared.faults.fail_write) {
@@ -845,16 +981,21 @@ impl Writer {
             }
             file.write_all(&seg.buf)
                 .map_err(|e| failed("write to", e))?;
-            #[cfg(test)]
-            if take_fault(&self.shared.faults.fail_sync) {
-                return Err(failed(
-                    "fsync of",
-                    io::Error::other("injected fsync failure"),
-                ));
+            if sync {
+                #[cfg(test)]
+                if take_fault(&self.shared.faults.fail_sync) {
+                    return Err(failed(
+                        "fsync of",
+                        io::Error::other("injected fsync failure"),
+                    ));
+                }
+                file.sync_data().map_err(|e| failed("fsync of", e))?;
+                self.unsynced = false;
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.unsynced = true;
             }
-            file.sync_data().map_err(|e| failed("fsync of", e))?;
             self.dirty_tail = false;
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
         }
         self.file_len += seg.buf.len() as u64;
         self.next_seq = seg.next_seq;

@@ -88,6 +88,7 @@ where
         let result = ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
             tracing::info!(
+                target: "vcguard::access",
                 status = response.status().as_u16(),
                 latency_us = this.started.elapsed().as_micros() as u64,
                 "request finished"

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -17,9 +18,13 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 pub struct RequestId(Arc<str>);
 
 impl RequestId {
-    /// A new random id (32 hex digits).
+    /// A new id (32 hex digits): a random per-process prefix and a counter, so ids never
+    /// repeat within a run and collide across runs or replicas only by chance (2^-64).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string().into())
+        static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self(format!("{:016x}{n:016x}", *PREFIX).into())
     }
 
     /// The id as text.
@@ -99,5 +104,23 @@ where
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+
+    #[test]
+    fn ids_are_32_hex_digits_and_distinct() {
+        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::generate()).collect();
+        for id in &ids {
+            assert_eq!(id.as_str().len(), 32, "{id}");
+            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+        let mut unique: Vec<&str> = ids.iter().map(RequestId::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
     }
 }
