@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::audit::{AuditConfig, SyslogConfig};
 use crate::gate::classify::ClassifyLimits;
+use crate::identity::IdentityTokenConfig;
 use crate::ticket::TicketConfig;
 
 /// Why a configuration could not be used; each names the key or file at fault.
@@ -164,6 +165,8 @@ pub struct IdentitySection {
     pub unknown_session_ttl_secs: u64,
     /// Sessions remembered at most. Default 100000.
     pub max_sessions: usize,
+    /// Signed identity tokens that add groups to the session's user (`[identity.token]`); off when absent.
+    pub token: Option<IdentityTokenConfig>,
 }
 
 impl Default for IdentitySection {
@@ -172,6 +175,7 @@ impl Default for IdentitySection {
             session_ttl_secs: 600,
             unknown_session_ttl_secs: 30,
             max_sessions: 100_000,
+            token: None,
         }
     }
 }
@@ -745,6 +749,22 @@ mod tests {
             text.contains("server.cert") && text.contains("/nonexistent/cert.pem"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn identity_token_section_parses_with_defaults() {
+        let cfg = config(
+            "[identity.token]\nissuer = \"https://sso\"\naudience = \"vcguard\"\nkeys = [{ pem_file = \"k.pem\" }]\n",
+        )
+        .expect("parses");
+        let token = cfg.identity.token.expect("token section");
+        assert_eq!(token.header, "X-Identity-Token");
+        assert_eq!(token.user_claim, "sub");
+        assert_eq!(token.groups_claim, "groups");
+        assert_eq!(token.leeway_secs, 30);
+        let err =
+            config("[identity.token]\nissuer = \"x\"\n").expect_err("audience and keys missing");
+        assert!(err.to_string().contains("audience"), "{err}");
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         policies: Arc::new(load_policies(&options.policies)?),
         policy_poll: Some(Duration::from_secs(2)),
         identity: IdentitySection::default(),
+        identity_token: None,
         tickets: TicketSettings::from_config(&tickets.config)?,
         audit: AuditConfig::new(&audit_path, audit_key(), "vcguard-demo"),
     })

@@ -19,7 +19,9 @@ use crate::gate::forward::{Forward, UpstreamOptions};
 use crate::gate::identify::IdentifyLayer;
 use crate::gate::ticket::TicketLayer;
 use crate::gate::{GatewayService, Steps, stack};
-use crate::identity::SessionCache;
+use crate::identity::{
+    IdentityTokenConfig, IdentityTokenError, IdentityTokenVerifier, SessionCache,
+};
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::{PolicyReloader, guarded_methods};
@@ -48,6 +50,9 @@ pub enum StartError {
     /// The `[ticket]` settings are unusable.
     #[error("config section [ticket]: {0}")]
     Ticket(TicketConfigError),
+    /// The `[identity.token]` settings are unusable.
+    #[error("config section [identity.token]: {0}")]
+    IdentityToken(#[from] IdentityTokenError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -80,6 +85,8 @@ pub struct GatewayParts {
     pub policy_poll: Option<Duration>,
     /// Session cache settings.
     pub identity: IdentitySection,
+    /// Verifier of identity tokens (`[identity.token]`), if configured.
+    pub identity_token: Option<Arc<IdentityTokenVerifier>>,
     /// Change-ticket verification and the header tickets travel in.
     pub tickets: TicketSettings,
     /// The audit log.
@@ -143,10 +150,25 @@ impl GatewayParts {
             policies: Arc::new(load_policies(&settings.policy_dir)?),
             policy_poll: settings.policy_poll,
             identity: settings.identity.clone(),
+            identity_token: identity_token_verifier(settings.identity.token.as_ref())?,
             tickets: TicketSettings::from_config(&settings.ticket)?,
             audit: settings.audit.clone(),
         })
     }
+}
+
+/// Loads the keys of `[identity.token]`, if configured.
+pub fn identity_token_verifier(
+    config: Option<&IdentityTokenConfig>,
+) -> Result<Option<Arc<IdentityTokenVerifier>>, StartError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let verifier = IdentityTokenVerifier::new(config)?;
+    for key in verifier.key_info() {
+        tracing::info!(key = ?key, header = %verifier.header(), "identity token key loaded");
+    }
+    Ok(Some(Arc::new(verifier)))
 }
 
 /// Loads and validates a policy directory into a reloadable store.
@@ -196,7 +218,7 @@ impl Gateway {
         ));
         let service = stack(Steps {
             classify: ClassifyLayer::new(guarded.clone(), parts.classify),
-            identify: IdentifyLayer::new(sessions, forward.clone()),
+            identify: IdentifyLayer::new(sessions, forward.clone(), parts.identity_token),
             ticket: TicketLayer::new(parts.tickets.verifier, parts.tickets.header),
             audit: AuditLayer::new(audit.clone()),
             write_ahead: WriteAheadLayer::new(audit.clone()),

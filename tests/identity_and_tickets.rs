@@ -337,3 +337,130 @@ async fn a_group_permit_follows_the_logged_in_user() {
     assert_eq!(status, 500, "{text}");
     assert!(text.contains("no policy permits"), "{text}");
 }
+
+/// Signs `claims` as an EdDSA identity token with the PKCS#8 key in `private_pem`.
+fn identity_token(private_pem: &str, claims: &Value) -> String {
+    use base64::Engine as _;
+    let body: String = private_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("pem body");
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        claims,
+        &key,
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn an_identity_token_adds_groups_to_the_session_user() {
+    let policies = policies_for_platform_team();
+    let keys_dir = tempfile::tempdir().expect("tempdir");
+    let pair = generate_signing_key(KeyKind::Ed25519).expect("key");
+    let public = keys_dir.path().join("sso.pub.pem");
+    std::fs::write(&public, &pair.public_pem).expect("write");
+    let mut sim = vcguard::sim::SimConfig::default();
+    sim.users.push(("ops@vsphere.local".into(), "Ops1!".into()));
+    let harness = Harness::start_with(Options {
+        sim,
+        policies: policies.path().to_owned(),
+        identity_token: Some(vcguard::identity::IdentityTokenConfig {
+            header: "X-Identity-Token".into(),
+            issuer: "https://sso.example.test".into(),
+            audience: "vcguard".into(),
+            keys: vec![KeySource::PemFile(public)],
+            user_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            leeway_secs: 0,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let login = client
+        .post(format!(
+            "{}/SessionManager/SessionManager/Login",
+            harness.vim()
+        ))
+        .json(&serde_json::json!({"userName": "ops@vsphere.local", "password": "Ops1!"}))
+        .send()
+        .await
+        .expect("login");
+    let ops = login.headers()["vmware-api-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = |sub: &str, exp: u64| {
+        serde_json::json!({
+            "iss": "https://sso.example.test", "aud": "vcguard", "sub": sub,
+            "exp": exp, "groups": ["platform-team"],
+        })
+    };
+    let lockdown = |token: Option<String>| {
+        let mut request = client
+            .post(format!(
+                "{}/HostAccessManager/ham-21/ChangeLockdownMode",
+                harness.vim()
+            ))
+            .header("vmware-api-session-id", &ops)
+            .json(&serde_json::json!({"mode": "lockdownNormal"}));
+        if let Some(token) = token {
+            request = request.header("X-Identity-Token", token);
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            (status, faultstring(&response.text().await.expect("body")))
+        }
+    };
+
+    let (status, text) = lockdown(None).await;
+    assert_eq!(status, 500, "ops is in no group without a token: {text}");
+    assert!(
+        text.contains("no policy permits ChangeLockdownMode"),
+        "{text}"
+    );
+
+    let valid = identity_token(&pair.private_pem, &claims("ops@vsphere.local", now + 600));
+    let (status, text) = lockdown(Some(valid)).await;
+    assert_eq!(status, 204, "the token puts ops in platform-team: {text}");
+
+    let alice = identity_token(&pair.private_pem, &claims("alice@vsphere.local", now + 600));
+    let (status, text) = lockdown(Some(alice)).await;
+    assert_eq!(status, 500);
+    assert!(
+        text.contains(
+            "identity token rejected: the token is for 'alice@vsphere.local', but the session belongs to 'VSPHERE.LOCAL\\ops'"
+        ),
+        "{text}"
+    );
+
+    let expired = identity_token(&pair.private_pem, &claims("ops@vsphere.local", now - 60));
+    let (status, text) = lockdown(Some(expired)).await;
+    assert_eq!(status, 500);
+    assert!(
+        text.contains("identity token rejected: identity token expired at"),
+        "{text}"
+    );
+
+    // The audit log names the groups the token added, never the token.
+    let log = std::fs::read_to_string(&harness.audit_path).expect("audit log");
+    let allowed: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "decision" && r["decision"] == "allow")
+        .collect();
+    assert_eq!(allowed.len(), 1, "{log}");
+    assert_eq!(allowed[0]["groups"], serde_json::json!(["platform-team"]));
+    assert_eq!(allowed[0]["principal"], "VSPHERE.LOCAL\\ops");
+    assert!(!log.contains("eyJ"), "no JWT in the audit log");
+}

@@ -33,7 +33,8 @@ pub use syslog::{SyslogConfig, SyslogSender, spawn_syslog};
 pub use verify::{Problem, VerifyFailure, VerifyReport, verify};
 pub use writer::{
     AuditConfig, AuditLog, AuditTask, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_EVERY_RECORDS,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_SYNC_EVERY, DEFAULT_ROTATE_BYTES, DEFAULT_ROTATED_NAME, RecordRef,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_ROTATE_BYTES, DEFAULT_ROTATED_NAME, DEFAULT_SYNC_EVERY,
+    RecordRef,
 };
 
 /// Errors of the audit log.

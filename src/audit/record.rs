@@ -104,6 +104,9 @@ pub struct CallRecord {
     /// The vCenter user the call ran as.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// Groups a verified identity token added to the principal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Keyed hash of the session token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<KeyedHash>,

@@ -239,6 +239,10 @@ fn call_record(log: &AuditLog, req: &Request<ProxyBody>) -> CallRecord {
         mo_id: target.map(|t| t.value.clone()),
         route: guarded.map(|g| route_name(&g.route).to_owned()),
         principal: extensions.get::<Caller>().and_then(|c| c.user.clone()),
+        groups: extensions
+            .get::<Caller>()
+            .map(|c| c.groups.clone())
+            .unwrap_or_default(),
         session,
         ticket: extensions.get::<TicketFacts>().and_then(|facts| {
             let kind = match facts.kind? {

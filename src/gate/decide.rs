@@ -125,14 +125,15 @@ where
 
 impl<S> Decide<S> {
     fn decide(&self, req: &Request<ProxyBody>, protocol: Protocol, call: &GuardedCall) -> Decision {
-        let principal = match req
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.user.clone())
-        {
-            Some(name) => Principal::User {
+        let policies = self.policies.current();
+        let caller = req.extensions().get::<Caller>();
+        if let Some(problem) = caller.and_then(|c| c.token_problem.clone()) {
+            return Decision::refused(&call.method, policies.hash(), problem);
+        }
+        let principal = match caller.and_then(|c| c.user.clone().map(|name| (name, c))) {
+            Some((name, caller)) => Principal::User {
                 name,
-                groups: Vec::new(),
+                groups: caller.groups.clone(),
             },
             None => Principal::Unauthenticated,
         };
@@ -150,7 +151,7 @@ impl<S> Decide<S> {
             resource: Resource::new(call.target.mo_type.clone(), call.target.value.clone()),
             context: policy_context(protocol, call, client_ip, ticket, SystemTime::now()),
         };
-        self.policies.current().evaluate(&request)
+        policies.evaluate(&request)
     }
 }
 

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode};
@@ -15,7 +16,9 @@ use tower::{Layer, Service};
 use crate::body::{ProxyBody, collect_capped, full};
 use crate::gate::forward::Forward;
 use crate::gate::respond::fault_response;
-use crate::identity::{Caller, SessionCache, SessionKey, login_result, lookup_user};
+use crate::identity::{
+    Caller, IdentityTokenVerifier, SessionCache, SessionKey, login_result, lookup_user,
+};
 use crate::vsphere::credentials::{Credential, SESSION_HEADER, single_credential};
 use crate::vsphere::fault::{FaultProtocol, VimFault};
 use crate::vsphere::operation::{Operation, Protocol};
@@ -27,12 +30,22 @@ const LOGIN_ANSWER_CAP: usize = 1024 * 1024;
 pub struct IdentifyLayer {
     cache: Arc<SessionCache>,
     forward: Forward,
+    tokens: Option<Arc<IdentityTokenVerifier>>,
 }
 
 impl IdentifyLayer {
-    /// Identification with `cache`, asking vCenter through `forward` for unknown tokens.
-    pub fn new(cache: Arc<SessionCache>, forward: Forward) -> Self {
-        Self { cache, forward }
+    /// Identification with `cache`, asking vCenter through `forward` for unknown tokens, and
+    /// taking groups from identity tokens when `tokens` is set.
+    pub fn new(
+        cache: Arc<SessionCache>,
+        forward: Forward,
+        tokens: Option<Arc<IdentityTokenVerifier>>,
+    ) -> Self {
+        Self {
+            cache,
+            forward,
+            tokens,
+        }
     }
 }
 
@@ -44,6 +57,7 @@ impl<S> Layer<S> for IdentifyLayer {
             inner,
             cache: self.cache.clone(),
             forward: self.forward.clone(),
+            tokens: self.tokens.clone(),
         }
     }
 }
@@ -54,6 +68,7 @@ pub struct Identify<S> {
     inner: S,
     cache: Arc<SessionCache>,
     forward: Forward,
+    tokens: Option<Arc<IdentityTokenVerifier>>,
 }
 
 /// What a call does to the session it runs in.
@@ -99,6 +114,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
         let forward = self.forward.clone();
+        let tokens = self.tokens.clone();
         Box::pin(async move {
             let operation = req.extensions().get::<Operation>().cloned();
             let effect = session_effect(operation.as_ref());
@@ -123,7 +139,15 @@ where
             if let Some(user) = &user {
                 tracing::Span::current().record("user", user.as_str());
             }
-            req.extensions_mut().insert(Caller { user, session: key });
+            let mut caller = Caller {
+                user,
+                session: key,
+                ..Caller::default()
+            };
+            if guarded && let Some(tokens) = &tokens {
+                apply_identity_token(tokens, &req, &mut caller);
+            }
+            req.extensions_mut().insert(caller);
             let response = super::call_boxed(&mut inner, req).await?;
             Ok(match effect {
                 SessionEffect::None => response,
@@ -136,6 +160,39 @@ where
                 SessionEffect::Login => learn_login(&cache, operation.as_ref(), response).await,
             })
         })
+    }
+}
+
+/// Adds the groups of the request's identity token to `caller`, or notes why it is refused.
+fn apply_identity_token(
+    tokens: &IdentityTokenVerifier,
+    req: &Request<ProxyBody>,
+    caller: &mut Caller,
+) {
+    let mut values = req.headers().get_all(tokens.header()).iter();
+    let Some(value) = values.next() else {
+        return;
+    };
+    let verdict = if values.next().is_some() {
+        Err(format!("the {} header is repeated", tokens.header()))
+    } else {
+        match value.to_str() {
+            Ok(raw) => tokens.verify(raw.trim(), caller.user.as_deref(), SystemTime::now()),
+            Err(_) => Err(format!(
+                "the {} header is not visible ASCII",
+                tokens.header()
+            )),
+        }
+    };
+    match verdict {
+        Ok(found) => {
+            tracing::debug!(groups = ?found.groups, key = %found.key_id, "identity token verified");
+            caller.groups = found.groups;
+        }
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "identity token refused");
+            caller.token_problem = Some(format!("identity token rejected: {reason}"));
+        }
     }
 }
 

@@ -7,10 +7,15 @@
 mod cache;
 mod learn;
 mod lookup;
+mod token;
 
 pub use cache::{SessionCache, SessionKey};
 pub use learn::{LoginResult, login_result};
 pub use lookup::{LookupError, lookup_user};
+pub use token::{
+    DEFAULT_TOKEN_HEADER, IdentityTokenConfig, IdentityTokenError, IdentityTokenVerifier,
+    MAX_GROUPS, MAX_TOKEN_BYTES, TokenGroups,
+};
 
 /// The caller of one request, placed in request extensions by the identify step.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -19,4 +24,8 @@ pub struct Caller {
     pub user: Option<String>,
     /// Keyed hash of the session token, for correlation; never the token itself.
     pub session: Option<SessionKey>,
+    /// Groups a verified identity token adds to `user` (guarded calls only).
+    pub groups: Vec<String>,
+    /// Why the identity token the call carries is refused; a guarded call is then denied.
+    pub token_problem: Option<String>,
 }

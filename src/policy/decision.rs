@@ -33,6 +33,9 @@ pub struct Decision {
     pub monitor_errors: Vec<String>,
     /// The hash of the policy set that decided.
     pub policy_set_hash: String,
+    /// A gateway check that refused the call before any policy ran (e.g. an identity token
+    /// that does not verify); always a deny.
+    pub refusal: Option<String>,
 }
 
 impl Decision {
@@ -46,12 +49,24 @@ impl Decision {
             errors,
             monitor_errors: Vec::new(),
             policy_set_hash: hash.to_string(),
+            refusal: None,
+        }
+    }
+
+    /// A deny by a gateway check, before any policy was evaluated.
+    pub fn refused(action: &str, hash: &str, reason: String) -> Self {
+        Self {
+            refusal: Some(reason),
+            ..Self::error(action, hash, Vec::new())
         }
     }
 
     /// True when the call is refused because no enforced permit matched (and nothing erred).
     pub fn no_permit(&self) -> bool {
-        !self.allowed && self.errors.is_empty() && self.determining.is_empty()
+        !self.allowed
+            && self.errors.is_empty()
+            && self.determining.is_empty()
+            && self.refusal.is_none()
     }
 
     /// True when a monitor-mode policy would have denied this call.
@@ -61,6 +76,9 @@ impl Decision {
 
     /// The text shown to the client for a refused call (for an allowed one, which permits allowed it).
     pub fn denial_text(&self) -> String {
+        if let Some(reason) = &self.refusal {
+            return format!("Blocked by vcguard: {reason}");
+        }
         if !self.errors.is_empty() {
             return format!(
                 "Blocked by vcguard: policy evaluation failed ({})",

@@ -164,6 +164,7 @@ impl PolicySet {
             errors,
             monitor_errors,
             policy_set_hash: self.hash.clone(),
+            refusal: None,
         }
     }
 

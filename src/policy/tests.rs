@@ -992,6 +992,7 @@ fn denial_text_variants() {
         errors: vec![],
         monitor_errors: vec![],
         policy_set_hash: String::new(),
+        refusal: None,
     };
     assert_eq!(
         d.denial_text(),

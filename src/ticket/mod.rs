@@ -51,6 +51,7 @@ pub use mint::{
 };
 
 use pattern::PatternRule;
+pub(crate) use signed::JwtVerifier;
 use signed::{SignedVerifier, looks_like_jwt};
 
 /// Longest header value looked at; anything longer is refused unread.
@@ -335,7 +336,7 @@ fn rfc3339(secs: u64) -> String {
 }
 
 /// An untrusted string made safe to quote: control characters replaced, long values cut.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     let mut out: String = value
         .chars()
         .take(MAX_SHOWN_CHARS)

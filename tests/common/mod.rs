@@ -12,7 +12,10 @@ use vcguard::audit::AuditConfig;
 use vcguard::config::IdentitySection;
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::gate::forward::UpstreamOptions;
-use vcguard::gateway::{Gateway, GatewayParts, TicketSettings, load_policies};
+use vcguard::gateway::{
+    Gateway, GatewayParts, TicketSettings, identity_token_verifier, load_policies,
+};
+use vcguard::identity::IdentityTokenConfig;
 use vcguard::server::ConnectionLimits;
 use vcguard::sim::SimConfig;
 use vcguard::sim::server::{RunningSim, start};
@@ -33,6 +36,7 @@ pub struct Options {
     pub policies: PathBuf,
     pub policy_poll: Option<Duration>,
     pub tickets: TicketConfig,
+    pub identity_token: Option<IdentityTokenConfig>,
     pub audit_rotate_bytes: Option<u64>,
 }
 
@@ -45,6 +49,7 @@ impl Default for Options {
             policies: shipped_policies(),
             policy_poll: None,
             tickets: TicketConfig::default(),
+            identity_token: None,
             audit_rotate_bytes: None,
         }
     }
@@ -188,6 +193,8 @@ fn gateway_parts(
         policies: Arc::new(load_policies(&options.policies).expect("policies load")),
         policy_poll: options.policy_poll,
         identity: IdentitySection::default(),
+        identity_token: identity_token_verifier(options.identity_token.as_ref())
+            .expect("identity token keys"),
         tickets: TicketSettings::from_config(&options.tickets).expect("tickets"),
         audit: AuditConfig {
             rotate_bytes: options
