@@ -219,7 +219,11 @@ impl Gateway {
         let service = stack(Steps {
             classify: ClassifyLayer::new(guarded.clone(), parts.classify),
             identify: IdentifyLayer::new(sessions, forward.clone(), parts.identity_token),
-            ticket: TicketLayer::new(parts.tickets.verifier, parts.tickets.header),
+            ticket: TicketLayer::new(
+                parts.tickets.verifier,
+                parts.tickets.header,
+                parts.policies.clone(),
+            ),
             audit: AuditLayer::new(audit.clone()),
             write_ahead: WriteAheadLayer::new(audit.clone()),
             decide: DecideLayer::new(parts.policies.clone(), metrics.clone()),

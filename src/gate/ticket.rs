@@ -15,6 +15,7 @@ use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
 use crate::gate::call_boxed;
+use crate::policy::PolicyStore;
 use crate::ticket::{TicketCheck, TicketKind, TicketTarget, TicketVerifier};
 use crate::vsphere::operation::Operation;
 
@@ -38,12 +39,22 @@ pub struct TicketFacts {
 pub struct TicketLayer {
     verifier: Arc<TicketVerifier>,
     header: HeaderName,
+    policies: Arc<PolicyStore>,
 }
 
 impl TicketLayer {
-    /// Tickets read from `header` and checked by `verifier`.
-    pub fn new(verifier: Arc<TicketVerifier>, header: HeaderName) -> Self {
-        Self { verifier, header }
+    /// Tickets read from `header` and checked by `verifier`; which host an object belongs to
+    /// comes from the entities of the policy set in force.
+    pub fn new(
+        verifier: Arc<TicketVerifier>,
+        header: HeaderName,
+        policies: Arc<PolicyStore>,
+    ) -> Self {
+        Self {
+            verifier,
+            header,
+            policies,
+        }
     }
 }
 
@@ -55,6 +66,7 @@ impl<S> Layer<S> for TicketLayer {
             inner,
             verifier: self.verifier.clone(),
             header: self.header.clone(),
+            policies: self.policies.clone(),
         }
     }
 }
@@ -65,6 +77,7 @@ pub struct Ticket<S> {
     inner: S,
     verifier: Arc<TicketVerifier>,
     header: HeaderName,
+    policies: Arc<PolicyStore>,
 }
 
 impl<S> Service<Request<ProxyBody>> for Ticket<S>
@@ -98,6 +111,10 @@ where
                     let target = TicketTarget {
                         mo_id: call.target.value.clone(),
                         host_name: None,
+                        hosts: self
+                            .policies
+                            .current()
+                            .hosts_of(&call.target.mo_type, &call.target.value),
                     };
                     let check = self
                         .verifier

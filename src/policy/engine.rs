@@ -101,6 +101,23 @@ impl PolicySet {
         }
     }
 
+    /// The hosts (`HostSystem` moIds) `entities.json` puts the object under, e.g. `host-21` for
+    /// `HostAccessManager` `ham-21`; empty for unknown objects and for hosts themselves.
+    pub fn hosts_of(&self, mo_type: &str, mo_id: &str) -> Vec<String> {
+        let Ok(object) = uid(&self.resource_type_name(mo_type), mo_id) else {
+            return Vec::new();
+        };
+        let Some(ancestors) = self.entities.ancestors(&object) else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<String> = ancestors
+            .filter(|a| a.type_name().basename() == "HostSystem")
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        hosts.sort();
+        hosts
+    }
+
     /// Decides on one call. Never panics; any validation or evaluation error denies.
     pub fn evaluate(&self, request: &PolicyRequest) -> Decision {
         let action_name = request.action.as_str();

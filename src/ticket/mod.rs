@@ -92,15 +92,23 @@ pub struct TicketTarget {
     pub mo_id: String,
     /// The host name, when the gateway knows it, e.g. `esx-21.example.test`.
     pub host_name: Option<String>,
+    /// The hosts the object belongs to (from `entities.json`), e.g. `host-21` for `ham-21`;
+    /// a ticket naming one of them covers the object.
+    pub hosts: Vec<String>,
 }
 
 impl TicketTarget {
-    /// How the target is named in messages: `host-21` or `host-21 (esx-21.example.test)`.
+    /// How the target is named in messages: `host-21`, `host-21 (esx-21.example.test)` or
+    /// `ham-21 (on host-21)`.
     pub fn label(&self) -> String {
-        match &self.host_name {
-            Some(name) => format!("{} ({name})", self.mo_id),
-            None => self.mo_id.clone(),
+        let mut label = self.mo_id.clone();
+        if let Some(name) = &self.host_name {
+            label = format!("{label} ({name})");
         }
+        if !self.hosts.is_empty() {
+            label = format!("{label} (on {})", self.hosts.join(", "));
+        }
+        label
     }
 }
 

@@ -496,6 +496,7 @@ impl VerifiedClaims {
         let name = |s: &str| s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
         self.hosts.iter().any(|host| {
             *host == target.mo_id
+                || target.hosts.contains(host)
                 || target
                     .host_name
                     .as_deref()

@@ -108,6 +108,7 @@ fn config_error(keys: Vec<KeySource>) -> String {
 
 fn host(mo_id: &str, host_name: Option<&str>) -> TicketTarget {
     TicketTarget {
+        hosts: Vec::new(),
         mo_id: mo_id.into(),
         host_name: host_name.map(str::to_owned),
     }
@@ -399,6 +400,31 @@ fn wrong_action_is_valid_but_does_not_cover_the_action() {
     assert_eq!(
         check.reason_for_policy().as_deref(),
         Some("ticket CHG0012345 does not cover host-22 or ChangeLockdownMode")
+    );
+}
+
+#[test]
+fn a_ticket_for_a_host_covers_the_objects_on_it() {
+    let pair = pair(KeyKind::Ed25519);
+    let verifier = verifier_for(&[pair]);
+    let raw = token(
+        pair,
+        &MintRequest {
+            actions: vec!["ChangeLockdownMode".into()],
+            ..request()
+        },
+    );
+    let on = |host: &str| TicketTarget {
+        mo_id: "ham-21".into(),
+        host_name: None,
+        hosts: vec![host.into()],
+    };
+    let check = verifier.verify(&raw, "ChangeLockdownMode", &on("host-21"), at(ISSUED));
+    assert!(check.authorises(), "{check:?}");
+    let check = verifier.verify(&raw, "ChangeLockdownMode", &on("host-22"), at(ISSUED));
+    assert_eq!(
+        check.reason_for_policy().as_deref(),
+        Some("ticket CHG0012345 does not cover ham-21 (on host-22)")
     );
 }
 
