@@ -117,8 +117,10 @@ pub struct UpstreamSection {
     pub response_timeout_secs: u64,
     /// Seconds an idle pooled connection to vCenter is kept. Default 90.
     pub pool_idle_timeout_secs: u64,
-    /// Idle pooled connections to vCenter kept at most. Default 256.
+    /// Idle pooled connections to vCenter kept at most. Default 128.
     pub pool_max_idle: usize,
+    /// Requests in flight to vCenter at once (each holds one connection); more wait. Default 128.
+    pub max_connections: usize,
 }
 
 impl Default for UpstreamSection {
@@ -131,7 +133,8 @@ impl Default for UpstreamSection {
             connect_timeout_secs: 5,
             response_timeout_secs: 120,
             pool_idle_timeout_secs: 90,
-            pool_max_idle: 256,
+            pool_max_idle: 128,
+            max_connections: 128,
         }
     }
 }
@@ -197,7 +200,7 @@ pub struct AuditSection {
     pub checkpoint_every_records: u64,
     /// Write a checkpoint record after this many idle seconds. Default 60.
     pub checkpoint_secs: u64,
-    /// Records queued for the group-commit writer; when full, requests wait. Default 8192.
+    /// Records queued for the group-commit writer; when full, requests wait. Default 1024.
     pub queue_capacity: usize,
     /// Milliseconds an outcome record may stay written but not fsynced; 0 fsyncs every batch. Default 1000.
     pub sync_interval_ms: u64,
@@ -419,6 +422,8 @@ pub struct Settings {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept at most.
     pub pool_max_idle: usize,
+    /// Requests in flight to vCenter at once.
+    pub max_upstream_connections: usize,
     /// Admin listen address.
     pub admin_listen: SocketAddr,
     /// Classification size limits.
@@ -567,6 +572,7 @@ impl Config {
             response_timeout: Duration::from_secs(upstream_cfg.response_timeout_secs),
             pool_idle_timeout: Duration::from_secs(upstream_cfg.pool_idle_timeout_secs),
             pool_max_idle: upstream_cfg.pool_max_idle,
+            max_upstream_connections: upstream_cfg.max_connections.max(1),
             admin_listen,
             classify: ClassifyLimits {
                 guarded_body_max: limits.guarded_body_max_bytes,

@@ -139,6 +139,7 @@ impl GatewayParts {
                 response_timeout: settings.response_timeout,
                 pool_idle_timeout: settings.pool_idle_timeout,
                 pool_max_idle: settings.pool_max_idle,
+                max_connections: settings.max_upstream_connections,
             },
             limits: ConnectionLimits {
                 header_read_timeout: settings.header_read_timeout,

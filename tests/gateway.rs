@@ -228,6 +228,29 @@ async fn slow_vcenter_gives_504() {
 }
 
 #[tokio::test]
+async fn vcenter_never_sees_more_requests_at_once_than_max_connections() {
+    let sim = vcguard::sim::SimConfig {
+        response_delay: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let harness = Harness::start_with(Options {
+        sim,
+        max_upstream_connections: Some(2),
+        ..Options::default()
+    })
+    .await;
+    let url = format!("{}/ServiceInstance/ServiceInstance/content", harness.vim());
+    let calls = (0..8).map(|_| {
+        let client = harness.client();
+        let url = url.clone();
+        async move { client.get(url).send().await.expect("request").status() }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| s.as_u16() == 200), "{statuses:?}");
+    assert_eq!(harness.sim().simulator.max_in_flight(), 2);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let sim = vcguard::sim::SimConfig {
         response_delay: Some(Duration::from_millis(1500)),

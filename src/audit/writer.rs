@@ -34,7 +34,7 @@ pub const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 1000;
 /// Default time between checkpoints.
 pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// Default number of `write` records that may be pending.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default longest time a queued (not durable) record stays written but not fsynced.
 pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_secs(1);
 

@@ -16,6 +16,8 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http_body_util::BodyExt as _;
+use tokio::sync::Semaphore;
 use tower::Service;
 
 use crate::body::{ProxyBody, boxed};
@@ -42,6 +44,8 @@ pub struct UpstreamOptions {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept at most.
     pub pool_max_idle: usize,
+    /// Requests in flight to vCenter at once; more wait (within the response timeout).
+    pub max_connections: usize,
 }
 
 impl UpstreamOptions {
@@ -55,6 +59,7 @@ impl UpstreamOptions {
             response_timeout: Duration::from_secs(defaults.response_timeout_secs),
             pool_idle_timeout: Duration::from_secs(defaults.pool_idle_timeout_secs),
             pool_max_idle: defaults.pool_max_idle,
+            max_connections: defaults.max_connections,
         }
     }
 }
@@ -70,6 +75,8 @@ struct ForwardInner {
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
+    /// One permit per request in flight to vCenter, held until its response body is done.
+    in_flight: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -104,6 +111,9 @@ impl Forward {
                 scheme,
                 authority,
                 response_timeout: options.response_timeout,
+                in_flight: Arc::new(Semaphore::new(
+                    options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+                )),
                 metrics,
             }),
         }
@@ -148,8 +158,15 @@ impl ForwardInner {
             }
         };
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(self.response_timeout, self.client.request(upstream_req)).await;
+        let result = tokio::time::timeout(self.response_timeout, async {
+            let permit = self.in_flight.clone().acquire_owned().await;
+            (permit, self.client.request(upstream_req).await)
+        })
+        .await;
+        let (permit, result) = match result {
+            Ok((permit, result)) => (permit.ok(), Ok(result)),
+            Err(elapsed) => (None, Err(elapsed)),
+        };
         let suffix = request_id
             .map(|id| format!(" (request {id})"))
             .unwrap_or_default();
@@ -206,7 +223,13 @@ impl ForwardInner {
             public_authority.as_ref(),
         );
         rewrite_set_cookie(response.headers_mut(), self.authority.host());
-        response.map(boxed)
+        // The connection stays busy until the body is streamed out (or dropped).
+        response.map(|body| {
+            boxed(body.map_frame(move |frame| {
+                let _busy = &permit;
+                frame
+            }))
+        })
     }
 
     fn upstream_request(&self, req: Request<ProxyBody>) -> Result<Request<ProxyBody>, String> {

@@ -24,6 +24,7 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::error::Error;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -131,6 +132,9 @@ pub(crate) struct SimInner {
     journal: Mutex<VecDeque<SeenRequest>>,
     /// Delay before every answer.
     delay: Option<Duration>,
+    /// Requests being answered now, and the most ever at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     /// One 64 KiB chunk of the download pattern, shared by every download.
     pub(crate) pattern_chunk: Bytes,
 }
@@ -254,6 +258,23 @@ async fn read_body(mut body: RequestBody) -> Result<Bytes, String> {
     Ok(buf.freeze())
 }
 
+/// Counts one request in flight for as long as it lives (also when the client goes away).
+struct InFlight<'a>(&'a SimInner);
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a SimInner) -> Self {
+        let now = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(inner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Simulator {
     /// A simulator with the default inventory and `config`'s users and delay.
     pub fn new(config: SimConfig) -> Self {
@@ -266,6 +287,8 @@ impl Simulator {
             }),
             journal: Mutex::new(VecDeque::new()),
             delay: config.response_delay,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             pattern_chunk: Bytes::from(pattern),
         };
         Self {
@@ -283,7 +306,14 @@ impl Simulator {
         // for every body type, including boxed bodies whose error type is already boxed).
         let (parts, body) = req.into_parts();
         let body: RequestBody = body.map_err(Into::into).boxed_unsync();
+        let _counted = InFlight::enter(&self.inner);
         self.handle_boxed(parts, body).await
+    }
+
+    /// The most requests this simulator was answering at the same time (until the headers of
+    /// each answer were ready).
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Answers one request whose body is already boxed.

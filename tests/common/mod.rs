@@ -38,6 +38,7 @@ pub struct Options {
     pub tickets: TicketConfig,
     pub identity_token: Option<IdentityTokenConfig>,
     pub audit_rotate_bytes: Option<u64>,
+    pub max_upstream_connections: Option<usize>,
 }
 
 impl Default for Options {
@@ -51,6 +52,7 @@ impl Default for Options {
             tickets: TicketConfig::default(),
             identity_token: None,
             audit_rotate_bytes: None,
+            max_upstream_connections: None,
         }
     }
 }
@@ -83,6 +85,9 @@ impl Harness {
             upstream_client_config(&trust).expect("client tls"),
         );
         upstream.response_timeout = options.response_timeout;
+        if let Some(max) = options.max_upstream_connections {
+            upstream.max_connections = max;
+        }
         let audit_dir = tempfile::tempdir().expect("audit dir");
         let log_dir = audit_dir.path().join("log");
         std::fs::create_dir(&log_dir).expect("log dir");
