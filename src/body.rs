@@ -109,6 +109,44 @@ impl http_body::Body for Prefixed {
     }
 }
 
+/// Keeps `guard` alive for as long as the body is (e.g. a permit for the connection it
+/// streams from); size and end of stream are the body's own.
+pub fn holding<G: Send + 'static>(body: ProxyBody, guard: G) -> ProxyBody {
+    Holding {
+        body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}
+
+pin_project_lite::pin_project! {
+    struct Holding<G> {
+        #[pin]
+        body: ProxyBody,
+        _guard: G,
+    }
+}
+
+impl<G> http_body::Body for Holding<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +168,20 @@ mod tests {
             .await
             .expect_err("too large");
         assert!(matches!(err, CollectError::TooLarge { cap: 10 }));
+    }
+
+    #[tokio::test]
+    async fn a_held_guard_lives_as_long_as_the_body_and_keeps_its_size() {
+        let guard = std::sync::Arc::new(());
+        let body = holding(full(Bytes::from_static(b"task-101")), guard.clone());
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(8));
+        assert_eq!(std::sync::Arc::strong_count(&guard), 2);
+        let bytes = body.collect().await.expect("collect").to_bytes();
+        assert_eq!(&bytes[..], b"task-101");
+        assert_eq!(
+            std::sync::Arc::strong_count(&guard),
+            1,
+            "dropped with the body"
+        );
     }
 }

@@ -18,6 +18,8 @@ pub enum Outcome {
     UpstreamError,
     /// vCenter did not answer in time.
     UpstreamTimeout,
+    /// The client's request body broke off before it was sent in full.
+    ClientAborted,
 }
 
 impl Outcome {
@@ -28,6 +30,7 @@ impl Outcome {
             Self::Refused => "refused",
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::ClientAborted => "client_aborted",
         }
     }
 }

@@ -278,6 +278,20 @@ async fn a_group_permit_follows_the_logged_in_user() {
     let admin = harness.login(&client).await;
     let (status, text) = lockdown_normal(&harness, Some(&admin), "ham-21").await;
     assert_eq!(status, 204, "the administrator is in platform-team: {text}");
+    let lookups = |harness: &Harness| {
+        harness
+            .sim()
+            .simulator
+            .journal()
+            .iter()
+            .filter(|r| r.path.ends_with("/currentSession"))
+            .count()
+    };
+    assert_eq!(
+        lookups(&harness),
+        0,
+        "the user was learned from the Login answer, vCenter was not asked"
+    );
 
     let ops_login = client
         .post(format!(

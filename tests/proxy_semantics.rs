@@ -87,3 +87,45 @@ async fn websocket_upgrades_pass_through() {
         assert_eq!(echoed, message);
     }
 }
+
+#[tokio::test]
+async fn an_upload_the_client_abandons_is_not_blamed_on_vcenter() {
+    let harness = Harness::start().await;
+    let mut tls = tls_connect(&harness).await;
+    let head = format!(
+        "PUT /folder/abandoned.iso?dcPath=Datacenter&dsName=datastore1 HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: 1048576\r\n\r\n",
+        harness.gateway.port()
+    );
+    tls.write_all(head.as_bytes()).await.expect("head");
+    tls.write_all(&[7u8; 65536])
+        .await
+        .expect("part of the body");
+    tls.flush().await.expect("flush");
+    // Stop sending (TLS close_notify + FIN) with most of the promised body missing.
+    tls.shutdown().await.expect("shutdown");
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+
+    let metrics_url = format!("http://{}/metrics", harness.admin);
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = reqwest::get(&metrics_url)
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.contains(r#"outcome="client_aborted"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        metrics.contains(r#"vcguard_requests_total{outcome="client_aborted"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"outcome="upstream_error"} 1"#),
+        "{metrics}"
+    );
+}

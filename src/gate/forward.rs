@@ -16,11 +16,10 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use http_body_util::BodyExt as _;
 use tokio::sync::Semaphore;
 use tower::Service;
 
-use crate::body::{ProxyBody, boxed};
+use crate::body::{ProxyBody, boxed, holding};
 use crate::gate::request_id::RequestId;
 use crate::gate::respond::{fault_response, protocol_of_path};
 use crate::metrics::{Metrics, Outcome};
@@ -172,6 +171,21 @@ impl ForwardInner {
             .unwrap_or_default();
         let mut response = match result {
             Ok(Ok(response)) => response,
+            Ok(Err(err)) if request_body_failed(&err) => {
+                self.metrics.count(Outcome::ClientAborted);
+                let cause = std::error::Error::source(&err)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| err.to_string());
+                tracing::info!(error = %cause, "the client's request body broke off; not forwarded in full");
+                let fault = VimFault::gateway(
+                    "InvalidRequest",
+                    "request.body",
+                    format!(
+                        "vcguard: the request body broke off before it was sent in full: {cause}{suffix}"
+                    ),
+                );
+                return fault_response(StatusCode::BAD_REQUEST, protocol, &fault);
+            }
             Ok(Err(err)) => {
                 self.metrics.count(Outcome::UpstreamError);
                 let cause = std::error::Error::source(&err)
@@ -224,12 +238,7 @@ impl ForwardInner {
         );
         rewrite_set_cookie(response.headers_mut(), self.authority.host());
         // The connection stays busy until the body is streamed out (or dropped).
-        response.map(|body| {
-            boxed(body.map_frame(move |frame| {
-                let _busy = &permit;
-                frame
-            }))
-        })
+        response.map(|body| holding(boxed(body), permit))
     }
 
     fn upstream_request(&self, req: Request<ProxyBody>) -> Result<Request<ProxyBody>, String> {
@@ -273,6 +282,19 @@ impl ForwardInner {
         }
         Ok(Request::from_parts(parts, body))
     }
+}
+
+/// Whether sending failed because the client's own request body failed (it went away mid-upload),
+/// not because of vCenter.
+fn request_body_failed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(error) = source {
+        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
+            return hyper_error.is_user();
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A redirect to vCenter's own address is turned into one to the gateway.

@@ -136,8 +136,14 @@ fn ids(hits: &[PolicyHit]) -> Vec<&str> {
 fn objects_are_placed_on_hosts_by_the_entities() {
     let set = load_ok(&shipped_dir());
     assert_eq!(set.hosts_of("HostAccessManager", "ham-21"), ["host-21"]);
-    assert!(set.hosts_of("HostSystem", "host-21").is_empty(), "a host is on no host");
-    assert!(set.hosts_of("HostAccessManager", "ham-99").is_empty(), "unknown object");
+    assert!(
+        set.hosts_of("HostSystem", "host-21").is_empty(),
+        "a host is on no host"
+    );
+    assert!(
+        set.hosts_of("HostAccessManager", "ham-99").is_empty(),
+        "unknown object"
+    );
     assert!(set.hosts_of("ReflectManagedMethodExecuter", "x").is_empty());
 }
 
