@@ -74,8 +74,8 @@ start_sim() {
 }
 
 # start_gw PORT ADMIN_PORT SIM_PORT [extra serve args...]: vcguard. Sets GW_PID and GW_AUDIT.
-# GW_RUST_LOG sets its log level (default: info as shipped: warnings and guarded-call lines, no
-# per-request line; the audit log holds the per-call record, like nginx's access log).
+# GW_RUST_LOG sets RUST_LOG for it (default: unset, i.e. as shipped: info without the per-request
+# line; the audit log holds the per-call record, like nginx's access log).
 # The audit log (on by default since it landed) goes to the temp dir, not the current directory.
 start_gw() {
   local port=$1 admin=$2 sim=$3 audit=()
@@ -85,7 +85,9 @@ start_gw() {
     GW_AUDIT=$work/audit-$port.jsonl
     audit=(--audit "$GW_AUDIT")
   fi
-  RUST_LOG=${GW_RUST_LOG:-info} "$bin" serve --listen "127.0.0.1:$port" \
+  local logenv=()
+  [[ -n ${GW_RUST_LOG:-} ]] && logenv=(RUST_LOG="$GW_RUST_LOG")
+  env -u RUST_LOG "${logenv[@]}" "$bin" serve --listen "127.0.0.1:$port" \
     --admin-listen "127.0.0.1:$admin" --cert "$work/gw.pem" --key "$work/gw.key" \
     --upstream "http://127.0.0.1:$sim" "${audit[@]}" "$@" >>"$work/gw.log" 2>&1 &
   GW_PID=$!

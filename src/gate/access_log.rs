@@ -52,7 +52,6 @@ where
             method = %req.method(),
             path = req.uri().path(),
             protocol = tracing::field::Empty,
-            vim_method = tracing::field::Empty,
             moid = tracing::field::Empty,
             guarded = tracing::field::Empty,
             user = tracing::field::Empty,

@@ -136,7 +136,7 @@ where
                     Err(err) => tracing::warn!(error = %err, "session lookup failed"),
                 }
             }
-            if let Some(user) = &user {
+            if guarded && let Some(user) = &user {
                 tracing::Span::current().record("user", user.as_str());
             }
             let mut caller = Caller {

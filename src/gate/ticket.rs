@@ -132,9 +132,6 @@ where
                     ..TicketFacts::default()
                 },
             };
-            if let Some(id) = &facts.id {
-                tracing::Span::current().record("ticket", id.as_str());
-            }
             req.extensions_mut().insert(facts);
         }
         call_boxed(&mut self.inner, req)
