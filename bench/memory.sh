@@ -57,6 +57,8 @@ wait "$sampler_pid" 2>/dev/null || true
 read -r rps p50 p99 non2xx sock reqs < <(parse_wrk "$work/wrk-$CONNS.txt")
 hwm=$(rss_kib "$GW_PID" VmHWM)
 rss_after=$(rss_kib "$GW_PID")
+anon_after=$(rss_kib "$GW_PID" RssAnon)
+file_after=$(rss_kib "$GW_PID" RssFile)
 peak=$(cat "$work/peak")
 open_max=$(sort -n "$work/open" | tail -1)
 kill -0 "$GW_PID" 2>/dev/null || die "vcguard died under $CONNS connections"
@@ -67,6 +69,7 @@ printf 'RSS after warm-up (16 conns): %7d KiB (%.1f MiB)\n' "$rss_warm" "$(echo 
 printf 'peak RSS sampled (100 ms):    %7d KiB (%.1f MiB)\n' "$peak" "$(echo "$peak / 1024" | bc -l)"
 printf 'VmHWM (kernel high-water):    %7d KiB (%.1f MiB)\n' "$hwm" "$(echo "$hwm / 1024" | bc -l)"
 printf 'RSS after the load:           %7d KiB (%.1f MiB)\n' "$rss_after" "$(echo "$rss_after / 1024" | bc -l)"
+printf '  of which heap etc. (RssAnon) %7d KiB, binary and libraries (RssFile) %d KiB\n' "$anon_after" "$file_after"
 echo "most client connections open at once (vcguard_open_connections): ${open_max:-?}"
 echo "load: $reqs requests, $rps req/s, p50 ${p50}us, p99 ${p99}us, non-2xx $non2xx, socket errors $sock"
 

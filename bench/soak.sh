@@ -7,6 +7,7 @@
 #        FAULT_SECONDS it is restarted on the same port and the gateway must recover;
 #   55%  clients disconnect mid-request (1 GiB uploads and downloads cut off by curl --max-time);
 #   65%  slowloris clients trickle header bytes (the gateway runs with header_read_timeout_secs=5).
+# The gateway runs with --access-log so its per-request lines can be counted.
 # Prints the totals, non-2xx counts by status and whether the faults explain them, RSS at start /
 # after warm-up / peak / end, growth after warm-up, and whether the gateway is still alive.
 # Exit status: 0 all checks passed, 1 the gateway died (crash), 2 another check failed.
@@ -48,7 +49,7 @@ EOF
 
 start_sim "$sim_port"
 start_gw "$gw_port" "$admin_port" "$sim_port" --config "$work/soak.toml" \
-  --policies "$work/policies" --log-format json
+  --policies "$work/policies" --log-format json --access-log
 url=https://127.0.0.1:$gw_port
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
 alive() { kill -0 "$GW_PID" 2>/dev/null; }
@@ -210,10 +211,10 @@ grep '^STATUS' "$work/wrk.txt" | sort -k2,2n -k3 | sed 's/^STATUS /  /'
 echo "non-2xx explained by the injected simulator outage: $explained"
 echo "unexpected errors (non-2xx outside the fault window, odd statuses, socket errors): $unexpected"
 echo "gateway access log, by status (all clients, including injected ones):"
-grep -o '"status":[0-9]*' "$work/gw.log" | sort | uniq -c | sort -k2 | sed 's/^/  /'
-echo "  of which the 10 /folder/ transfers cut off by their clients: $(grep '"request finished"' "$work/gw.log" | grep '/folder/soak' | grep -o '"status":[0-9]*' | sort | uniq -c | tr -s ' ' | paste -sd, -)"
+{ grep -o '"status":[0-9]*' "$work/gw.log" || true; } | sort | uniq -c | sort -k2 | sed 's/^/  /'
+echo "  of which the 10 /folder/ transfers cut off by their clients: $({ grep '"request finished"' "$work/gw.log" | grep '/folder/soak' | grep -o '"status":[0-9]*' || true; } | sort | uniq -c | tr -s ' ' | paste -sd, -)"
 echo "gateway warnings/errors logged: $(grep -c '"level":"\(WARN\|ERROR\)"' "$work/gw.log" || true)"
-grep '"level":"\(WARN\|ERROR\)"' "$work/gw.log" | grep -o '"message":"[^"]*"' | sort | uniq -c | sort -rn | head -8 | sed 's/^/  /'
+{ grep '"level":"\(WARN\|ERROR\)"' "$work/gw.log" | grep -o '"message":"[^"]*"' || true; } | sort | uniq -c | sort -rn | head -8 | sed 's/^/  /'
 echo "policy reloads: $(tr '\n' ' ' <"$work/reload-metrics.txt")"
 echo "audit records written: $audit_records"
 echo "RSS samples (s KiB): $(tr '\n' ',' <"$work/rss.txt" | sed 's/,$//; s/,/, /g')"

@@ -228,6 +228,24 @@ async fn soap_clients_send_tickets_in_the_same_header() {
     );
 }
 
+/// Logs in through the gateway as `ops@vsphere.local` (a user the shipped entities put in no
+/// group) and returns the session token.
+async fn login_ops(harness: &Harness, client: &reqwest::Client) -> String {
+    let login = client
+        .post(format!(
+            "{}/SessionManager/SessionManager/Login",
+            harness.vim()
+        ))
+        .json(&serde_json::json!({"userName": "ops@vsphere.local", "password": "Ops1!"}))
+        .send()
+        .await
+        .expect("login");
+    login.headers()["vmware-api-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
 fn policies_for_platform_team() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for entry in std::fs::read_dir(shipped_policies()).expect("read") {
@@ -293,19 +311,7 @@ async fn a_group_permit_follows_the_logged_in_user() {
         "the user was learned from the Login answer, vCenter was not asked"
     );
 
-    let ops_login = client
-        .post(format!(
-            "{}/SessionManager/SessionManager/Login",
-            harness.vim()
-        ))
-        .json(&serde_json::json!({"userName": "ops@vsphere.local", "password": "Ops1!"}))
-        .send()
-        .await
-        .expect("login");
-    let ops = ops_login.headers()["vmware-api-session-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let ops = login_ops(&harness, &client).await;
     let (status, text) = lockdown_normal(&harness, Some(&ops), "ham-22").await;
     assert_eq!(status, 500);
     assert!(
@@ -396,19 +402,7 @@ async fn an_identity_token_adds_groups_to_the_session_user() {
     })
     .await;
     let client = harness.client();
-    let login = client
-        .post(format!(
-            "{}/SessionManager/SessionManager/Login",
-            harness.vim()
-        ))
-        .json(&serde_json::json!({"userName": "ops@vsphere.local", "password": "Ops1!"}))
-        .send()
-        .await
-        .expect("login");
-    let ops = login.headers()["vmware-api-session-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let ops = login_ops(&harness, &client).await;
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("clock")

@@ -371,6 +371,27 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| AuditError::WriterGone(e.to_string()))
 }
 
+/// Runs `work` on the writer in the blocking pool and hands the writer back; `None` (logged)
+/// when the blocking task died.
+async fn on_writer<T: Send + 'static>(
+    mut writer: Box<Writer>,
+    path: &Path,
+    work: impl FnOnce(&mut Writer) -> T + Send + 'static,
+) -> Option<(Box<Writer>, T)> {
+    match blocking(move || {
+        let out = work(&mut writer);
+        (writer, out)
+    })
+    .await
+    {
+        Ok(done) => Some(done),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "audit writer failed");
+            None
+        }
+    }
+}
+
 /// What the writer task turns into records.
 enum Spec {
     Event(Prepared),
@@ -510,17 +531,8 @@ async fn run(
             || acks.iter().any(|ack| matches!(ack, Ack::Durable(_)))
             || sync_due.is_some_and(|due| Instant::now() >= due);
         if specs.is_empty() && must_sync && sync_due.is_some() {
-            let (w, result) = match blocking(move || {
-                let result = writer.sync();
-                (writer, result)
-            })
-            .await
-            {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "audit writer failed");
-                    return;
-                }
+            let Some((w, result)) = on_writer(writer, &path, Writer::sync).await else {
+                return;
             };
             writer = w;
             if let Err(reason) = result {
@@ -535,17 +547,12 @@ async fn run(
             }
         }
         if !specs.is_empty() {
-            let (w, specs_back, results) = match blocking(move || {
-                let results = writer.commit(&specs, must_sync);
-                (writer, specs, results)
-            })
-            .await
-            {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "audit writer failed");
-                    return;
-                }
+            let commit = move |w: &mut Writer| {
+                let results = w.commit(&specs, must_sync);
+                (specs, results)
+            };
+            let Some((w, (specs_back, results))) = on_writer(writer, &path, commit).await else {
+                return;
             };
             writer = w;
             let mut first_error: Option<(usize, String)> = None;

@@ -173,9 +173,7 @@ impl ForwardInner {
             Ok(Ok(response)) => response,
             Ok(Err(err)) if request_body_failed(&err) => {
                 self.metrics.count(Outcome::ClientAborted);
-                let cause = std::error::Error::source(&err)
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| err.to_string());
+                let cause = cause_of(&err);
                 tracing::info!(error = %cause, "the client's request body broke off; not forwarded in full");
                 let fault = VimFault::gateway(
                     "InvalidRequest",
@@ -188,9 +186,7 @@ impl ForwardInner {
             }
             Ok(Err(err)) => {
                 self.metrics.count(Outcome::UpstreamError);
-                let cause = std::error::Error::source(&err)
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| err.to_string());
+                let cause = cause_of(&err);
                 tracing::warn!(error = %cause, "vCenter unreachable");
                 let fault = VimFault::gateway(
                     "HostCommunication",
@@ -282,6 +278,13 @@ impl ForwardInner {
         }
         Ok(Request::from_parts(parts, body))
     }
+}
+
+/// The most telling text of a client error: its cause when it has one.
+fn cause_of(err: &(dyn std::error::Error + 'static)) -> String {
+    err.source()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| err.to_string())
 }
 
 /// Whether sending failed because the client's own request body failed (it went away mid-upload),
