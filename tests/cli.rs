@@ -183,8 +183,9 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Runs `vcguard serve` (upstream down), sends one request, stops it and returns its stderr.
-fn serve_one_request(extra: &[&str]) -> String {
+/// Runs `vcguard serve` (upstream down), sends a pass-through GET (502) and a guarded call
+/// without a session (denied), stops it and returns its stderr.
+fn serve_two_requests(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = vcguard::tls::SelfSigned::generate(&["localhost"]).expect("cert");
     let cert_path = dir.path().join("gateway.pem");
@@ -221,33 +222,67 @@ fn serve_one_request(extra: &[&str]) -> String {
         .spawn()
         .expect("start vcguard");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let status = runtime.block_on(async {
+    let statuses = runtime.block_on(async {
         let client = reqwest::Client::builder()
             .tls_danger_accept_invalid_certs(true)
             .build()
             .expect("client");
+        let base = format!("https://127.0.0.1:{port}/sdk/vim25/8.0.3.0");
+        let mut get = 0;
         for _ in 0..100 {
-            let url = format!("https://127.0.0.1:{port}/sdk/vim25/8.0.3.0/HostSystem/host-21/name");
-            if let Ok(response) = client.get(url).send().await {
-                return response.status().as_u16();
+            if let Ok(response) = client
+                .get(format!("{base}/HostSystem/host-21/name"))
+                .send()
+                .await
+            {
+                get = response.status().as_u16();
+                break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        0
+        let guarded = client
+            .post(format!(
+                "{base}/HostAccessManager/ham-21/ChangeLockdownMode"
+            ))
+            .json(&serde_json::json!({"mode": "lockdownStrict"}))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        (get, guarded)
     });
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(status, 502, "the upstream is down");
+    assert_eq!(statuses, (502, 500), "upstream down; guarded call denied");
     std::fs::read_to_string(&stderr_path).expect("stderr")
 }
 
 #[test]
 fn access_log_line_only_when_asked() {
-    let quiet = serve_one_request(&[]);
+    let quiet = serve_two_requests(&[]);
     assert!(!quiet.contains("request finished"), "{quiet}");
-    let loud = serve_one_request(&["--access-log"]);
+    // Warnings still name the request; a guarded call's lines carry its span.
+    let unreachable = quiet
+        .lines()
+        .find(|l| l.contains("vCenter unreachable"))
+        .unwrap_or_else(|| panic!("{quiet}"));
+    assert!(unreachable.contains("request="), "{unreachable}");
+    let denied = quiet
+        .lines()
+        .find(|l| l.contains("denied"))
+        .unwrap_or_else(|| panic!("{quiet}"));
+    assert!(
+        denied.contains("request{id=") && denied.contains("guarded=\"ChangeLockdownMode\""),
+        "{denied}"
+    );
+
+    let loud = serve_two_requests(&["--access-log"]);
     assert!(
         loud.contains("request finished") && loud.contains("status=502"),
         "{loud}"
     );
+    let denied = loud
+        .lines()
+        .find(|l| l.contains("denied"))
+        .unwrap_or_else(|| panic!("{loud}"));
+    assert!(denied.contains("guarded=\"ChangeLockdownMode\""), "{denied}");
 }

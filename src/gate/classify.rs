@@ -15,6 +15,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
+use tracing::Instrument as _;
+
+use crate::gate::access_log::request_span;
 
 use crate::body::{CollectError, ProxyBody, collect_capped, full, prefixed};
 use crate::gate::request_id::RequestId;
@@ -192,18 +195,22 @@ where
             let path_protocol = protocol_of_path(req.uri().path());
             let request_id = req.extensions().get::<RequestId>().cloned();
             let verdict = TailVerdict::default();
+            let path = req.uri().path().to_owned();
             let req = match classify(req, &guarded, limits, &verdict).await {
                 Ok(req) => req,
                 Err(refused) => {
                     let fault = with_request_id(refused.fault, request_id.as_ref());
-                    tracing::warn!(reason = %fault.text, "request refused");
+                    tracing::warn!(path = %path, reason = %fault.text, "request refused");
                     return Ok(fault_response(refused.status, path_protocol, &fault));
                 }
             };
-            let response = super::call_boxed(&mut inner, req).await?;
+            let response = match guarded_call_span(&req) {
+                Some(span) => super::call_boxed(&mut inner, req).instrument(span).await?,
+                None => super::call_boxed(&mut inner, req).await?,
+            };
             if let Some(refusal) = verdict.get() {
                 let fault = with_request_id(refusal.to_fault(), request_id.as_ref());
-                tracing::warn!(reason = %fault.text, "streamed SOAP body refused");
+                tracing::warn!(path = %path, reason = %fault.text, "streamed SOAP body refused");
                 return Ok(fault_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     FaultProtocol::Soap,
@@ -403,15 +410,25 @@ fn with_soap_release(mut operation: Operation, headers: &HeaderMap) -> Operation
     operation
 }
 
+/// For a guarded call, the request span with its facts: the access log's span when it has
+/// one (recorded into it, `None` returned), otherwise a new one to run the rest of the call in.
+/// Pass-through calls get none: they are recorded in the audit log.
+fn guarded_call_span(req: &Request<ProxyBody>) -> Option<tracing::Span> {
+    let operation = req.extensions().get::<Operation>()?;
+    let guarded = operation.guarded.as_ref()?;
+    let current = tracing::Span::current();
+    let (span, new) = if current.is_disabled() {
+        (request_span(req), true)
+    } else {
+        (current, false)
+    };
+    span.record("protocol", tracing::field::debug(operation.protocol));
+    span.record("guarded", guarded.method.as_str());
+    span.record("moid", guarded.target.value.as_str());
+    new.then_some(span)
+}
+
 fn with_operation(mut req: Request<ProxyBody>, operation: Operation) -> Request<ProxyBody> {
-    // Only guarded calls get their facts on the request span: recording costs a formatting
-    // pass per field, and pass-through calls are recorded in the audit log anyway.
-    if let Some(guarded) = &operation.guarded {
-        let span = tracing::Span::current();
-        span.record("protocol", tracing::field::debug(operation.protocol));
-        span.record("guarded", guarded.method.as_str());
-        span.record("moid", guarded.target.value.as_str());
-    }
     req.extensions_mut().insert(operation);
     req
 }

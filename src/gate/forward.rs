@@ -166,20 +166,19 @@ impl ForwardInner {
             Ok((permit, result)) => (permit.ok(), Ok(result)),
             Err(elapsed) => (None, Err(elapsed)),
         };
-        let suffix = request_id
-            .map(|id| format!(" (request {id})"))
-            .unwrap_or_default();
+        let id_text = request_id.as_ref().map_or("-", RequestId::as_str);
         let mut response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(err)) if request_body_failed(&err) => {
                 self.metrics.count(Outcome::ClientAborted);
                 let cause = cause_of(&err);
-                tracing::info!(error = %cause, "the client's request body broke off; not forwarded in full");
+                tracing::info!(request = %id_text, error = %cause,
+                    "the client's request body broke off; not forwarded in full");
                 let fault = VimFault::gateway(
                     "InvalidRequest",
                     "request.body",
                     format!(
-                        "vcguard: the request body broke off before it was sent in full: {cause}{suffix}"
+                        "vcguard: the request body broke off before it was sent in full: {cause} (request {id_text})"
                     ),
                 );
                 return fault_response(StatusCode::BAD_REQUEST, protocol, &fault);
@@ -187,12 +186,12 @@ impl ForwardInner {
             Ok(Err(err)) => {
                 self.metrics.count(Outcome::UpstreamError);
                 let cause = cause_of(&err);
-                tracing::warn!(error = %cause, "vCenter unreachable");
+                tracing::warn!(request = %id_text, error = %cause, "vCenter unreachable");
                 let fault = VimFault::gateway(
                     "HostCommunication",
                     "upstream.unreachable",
                     format!(
-                        "vcguard cannot reach vCenter at {}: {cause}{suffix}",
+                        "vcguard cannot reach vCenter at {}: {cause} (request {id_text})",
                         self.authority
                     ),
                 );
@@ -200,12 +199,13 @@ impl ForwardInner {
             }
             Err(_) => {
                 self.metrics.count(Outcome::UpstreamTimeout);
-                tracing::warn!(timeout = ?self.response_timeout, "vCenter did not answer in time");
+                tracing::warn!(request = %id_text, timeout = ?self.response_timeout,
+                    "vCenter did not answer in time");
                 let fault = VimFault::gateway(
                     "HostCommunication",
                     "upstream.timeout",
                     format!(
-                        "vCenter at {} did not answer within {} s{suffix}",
+                        "vCenter at {} did not answer within {} s (request {id_text})",
                         self.authority,
                         self.response_timeout.as_secs()
                     ),
