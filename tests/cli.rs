@@ -284,5 +284,8 @@ fn access_log_line_only_when_asked() {
         .lines()
         .find(|l| l.contains("denied"))
         .unwrap_or_else(|| panic!("{loud}"));
-    assert!(denied.contains("guarded=\"ChangeLockdownMode\""), "{denied}");
+    assert!(
+        denied.contains("guarded=\"ChangeLockdownMode\""),
+        "{denied}"
+    );
 }
