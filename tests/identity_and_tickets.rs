@@ -471,4 +471,13 @@ async fn an_identity_token_adds_groups_to_the_session_user() {
     assert_eq!(allowed[0]["groups"], serde_json::json!(["platform-team"]));
     assert_eq!(allowed[0]["principal"], "VSPHERE.LOCAL\\ops");
     assert!(!log.contains("eyJ"), "no JWT in the audit log");
+    assert!(
+        harness
+            .sim()
+            .simulator
+            .journal()
+            .iter()
+            .all(|r| !r.headers.contains_key("x-identity-token")),
+        "the identity token is not forwarded to vCenter"
+    );
 }

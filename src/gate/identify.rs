@@ -144,8 +144,12 @@ where
                 session: key,
                 ..Caller::default()
             };
-            if guarded && let Some(tokens) = &tokens {
-                apply_identity_token(tokens, &req, &mut caller);
+            if let Some(tokens) = &tokens {
+                if guarded {
+                    apply_identity_token(tokens, &req, &mut caller);
+                }
+                // A credential meant for the gateway: vCenter never sees it.
+                req.headers_mut().remove(tokens.header());
             }
             req.extensions_mut().insert(caller);
             let response = super::call_boxed(&mut inner, req).await?;
