@@ -878,20 +878,14 @@ impl Writer {
         if !self.unsynced {
             return Ok(());
         }
+        let failed = |e: io::Error| format!("fsync of {} failed: {e}", self.path.display());
         #[cfg(test)]
-        if take_fault(&self.shared.faults.fail_sync) {
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            self.rollback();
-            self.unsynced = false;
-            return Err(format!(
-                "fsync of {} failed: injected fsync failure",
-                self.path.display()
-            ));
-        }
+        let injected = take_fault(&self.shared.faults.fail_sync);
+        #[cfg(not(test))]
+        let injected = false;
         let result = match self.file.as_ref() {
-            Some(file) => file
-                .sync_data()
-                .map_err(|e| format!("fsync of {} failed: {e}", self.path.display())),
+            Some(_) if injected => Err(failed(io::Error::other("injected fsync failure"))),
+            Some(file) => file.sync_data().map_err(failed),
             None => Err(format!("{} is not open", self.path.display())),
         };
         if result.is_ok() {

@@ -217,6 +217,7 @@ where
 fn call_record(log: &AuditLog, req: &Request<ProxyBody>) -> CallRecord {
     let extensions = req.extensions();
     let operation = extensions.get::<Operation>();
+    let caller = extensions.get::<Caller>();
     let guarded = operation.and_then(|op| op.guarded.as_ref());
     let target = guarded
         .map(|g| &g.target)
@@ -238,11 +239,8 @@ fn call_record(log: &AuditLog, req: &Request<ProxyBody>) -> CallRecord {
         mo_type: target.map(|t| t.mo_type.clone()),
         mo_id: target.map(|t| t.value.clone()),
         route: guarded.map(|g| route_name(&g.route).to_owned()),
-        principal: extensions.get::<Caller>().and_then(|c| c.user.clone()),
-        groups: extensions
-            .get::<Caller>()
-            .map(|c| c.groups.clone())
-            .unwrap_or_default(),
+        principal: caller.and_then(|c| c.user.clone()),
+        groups: caller.map(|c| c.groups.clone()).unwrap_or_default(),
         session,
         ticket: extensions.get::<TicketFacts>().and_then(|facts| {
             let kind = match facts.kind? {
