@@ -12,19 +12,20 @@ use tokio::sync::watch;
 use crate::admin::{AdminService, Readiness};
 use crate::audit::{AuditConfig, AuditError, AuditLog, AuditTask};
 use crate::config::{IdentitySection, Settings, UpstreamTrust};
-use crate::gate::audit::{AuditLayer, WriteAheadLayer};
-use crate::gate::classify::{ClassifyLayer, ClassifyLimits, GuardedSet};
-use crate::gate::decide::DecideLayer;
+use crate::gate::audit::{Audit, WriteAhead};
+use crate::gate::classify::{Classify, ClassifyLimits};
+use crate::gate::decide::Decide;
 use crate::gate::forward::{Forward, UpstreamOptions};
-use crate::gate::identify::IdentifyLayer;
-use crate::gate::ticket::TicketLayer;
+use crate::gate::identify::Identify;
+use crate::gate::rescue::RescueLayer;
+use crate::gate::ticket::Ticket;
 use crate::gate::{GatewayService, Steps, stack};
 use crate::identity::{
     IdentityTokenConfig, IdentityTokenError, IdentityTokenVerifier, SessionCache,
 };
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
-use crate::reload::{PolicyReloader, guarded_methods};
+use crate::reload::PolicyReloader;
 use crate::server::{ConnectionLimits, serve};
 use crate::ticket::{TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
@@ -209,7 +210,6 @@ impl Gateway {
             bound_addr("admin", &admin_listener, parts.admin_listen)?,
         );
         let metrics = Arc::new(Metrics::new());
-        let guarded = GuardedSet::new(guarded_methods(&parts.policies.current()));
         let forward = Forward::new(parts.upstream, metrics.clone());
         let identity = &parts.identity;
         let sessions = Arc::new(SessionCache::new(
@@ -217,30 +217,25 @@ impl Gateway {
             Duration::from_secs(identity.unknown_session_ttl_secs),
             identity.max_sessions,
         ));
-        let service = stack(Steps {
-            classify: ClassifyLayer::new(guarded.clone(), parts.classify),
-            identify: IdentifyLayer::new(sessions, forward.clone(), parts.identity_token),
-            ticket: TicketLayer::new(
-                parts.tickets.verifier,
-                parts.tickets.header,
-                parts.policies.clone(),
-            ),
-            audit: AuditLayer::new(audit.clone()),
-            write_ahead: WriteAheadLayer::new(audit.clone()),
-            decide: DecideLayer::new(parts.policies.clone(), metrics.clone()),
-            forward,
-        });
+        let service = stack(
+            Steps {
+                rescue: RescueLayer::new(parts.policies.clone(), metrics.clone()),
+                audit: Audit::new(audit.clone()),
+                classify: Classify::new(parts.classify),
+                identify: Identify::new(sessions, forward.clone(), parts.identity_token),
+                ticket: Ticket::new(parts.tickets.verifier, parts.tickets.header.clone()),
+                decide: Decide,
+                write_ahead: WriteAhead::new(audit.clone()),
+                forward,
+            },
+            &parts.tickets.header,
+        );
         Ok(Self {
             listener,
             admin_listener,
             server_tls: parts.server_tls,
             service,
-            reloader: PolicyReloader::new(
-                parts.policies.clone(),
-                guarded,
-                metrics.clone(),
-                audit.clone(),
-            ),
+            reloader: PolicyReloader::new(parts.policies.clone(), metrics.clone(), audit.clone()),
             metrics,
             limits: parts.limits,
             policies: parts.policies,

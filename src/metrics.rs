@@ -20,6 +20,8 @@ pub enum Outcome {
     UpstreamTimeout,
     /// The client's request body broke off before it was sent in full.
     ClientAborted,
+    /// A step of the gateway failed (a panic).
+    Internal,
 }
 
 impl Outcome {
@@ -31,6 +33,7 @@ impl Outcome {
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ClientAborted => "client_aborted",
+            Self::Internal => "internal",
         }
     }
 }

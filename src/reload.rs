@@ -5,42 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::{AuditEvent, AuditLog, ReloadRecord};
-use crate::gate::classify::GuardedSet;
 use crate::metrics::Metrics;
-use crate::policy::{PolicySet, PolicyStore, ReloadOutcome};
-use crate::vsphere::guarded::GuardedMethods;
+use crate::policy::{PolicyStore, ReloadOutcome};
 
-/// The guarded methods for `set`: the built-in ones plus every action its schema declares.
-pub fn guarded_methods(set: &PolicySet) -> GuardedMethods {
-    let mut methods = GuardedMethods::new();
-    for action in set.guarded_actions() {
-        if let Err(err) = methods.add(&action) {
-            tracing::warn!(%action, error = %err, "schema action cannot be guarded by name");
-        }
-    }
-    methods
-}
-
-/// Reloads the policy store and keeps the guarded method set in step with it.
+/// Reloads the policy store (the policy set and the guarded method set it implies, swapped as one).
 #[derive(Clone)]
 pub struct PolicyReloader {
     store: Arc<PolicyStore>,
-    guarded: GuardedSet,
     metrics: Arc<Metrics>,
     audit: AuditLog,
 }
 
 impl PolicyReloader {
-    /// A reloader for `store`, updating `guarded`, counting into `metrics`, recording into `audit`.
-    pub fn new(
-        store: Arc<PolicyStore>,
-        guarded: GuardedSet,
-        metrics: Arc<Metrics>,
-        audit: AuditLog,
-    ) -> Self {
+    /// A reloader for `store`, counting into `metrics`, recording into `audit`.
+    pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>, audit: AuditLog) -> Self {
         Self {
             store,
-            guarded,
             metrics,
             audit,
         }
@@ -52,7 +32,6 @@ impl PolicyReloader {
         let source = Some(self.store.dir().display().to_string());
         let (applied, record) = match self.store.reload() {
             Ok(ReloadOutcome::Changed { old_hash, new_hash }) => {
-                self.guarded.replace(guarded_methods(&self.store.current()));
                 tracing::info!(trigger, old = %old_hash, new = %new_hash, "policy set reloaded");
                 let record = ReloadRecord {
                     ok: true,

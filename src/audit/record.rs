@@ -122,9 +122,12 @@ pub struct CallRecord {
     /// Ids of monitor-mode policies that would have denied the call.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub monitor: Vec<String>,
-    /// The operator-facing reason of the verdict.
+    /// The operator-facing reason of the verdict, or why the gateway refused or failed the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why the change ticket the call carried was not accepted (bad signature, expired, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_problem: Option<String>,
     /// Hash of the policy set in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_set: Option<String>,
@@ -157,6 +160,16 @@ pub struct OutcomeRecord {
     /// Gateway-side error, e.g. `upstream timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl OutcomeRecord {
+    /// The outcome of `call`, nothing known yet of what came back.
+    pub fn new(call: CallRecord) -> Self {
+        Self {
+            call,
+            ..Self::default()
+        }
+    }
 }
 
 /// A policy-set reload attempt.

@@ -1,237 +1,258 @@
-//! Audit: every call leaves records in the tamper-evident log.
+//! Audit: every request leaves records in the tamper-evident log, however it ends.
 //!
-//! [`WriteAhead`] sits just before forwarding: an allowed guarded call's decision record is
-//! written and fsynced first, and if that fails the call is refused (503) and never reaches
-//! vCenter. [`Audit`] wraps the decision step: it writes the decision record of a denied call and
-//! the outcome record of every call. Secrets never enter a record: sessions and tickets appear
-//! as keyed hashes only.
+//! [`Audit`] sits just inside the rescue, so it sees every ending: vCenter's answer (an outcome
+//! record, written before the answer goes back), a refusal by any later step (a decision record
+//! for policy denials, an outcome record with the reason and the error's name for every refusal,
+//! panic or upstream failure), a client that goes away before the answer (an `aborted` outcome),
+//! and an answer whose body breaks off on its way out (a second outcome with the bytes actually
+//! sent). [`WriteAhead`] sits just before forwarding: an allowed guarded call's decision record
+//! is written and fsynced first; if that fails the call is refused and never reaches vCenter.
+//! Secrets never enter a record: sessions and tickets appear as keyed hashes only.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use http::{Request, Response, StatusCode, header};
-use tower::{Layer, Service};
+use http::{Request, Response, header};
 
 use crate::audit::{
     AuditEvent, AuditLog, CallRecord, OutcomeRecord, TicketKind as AuditTicketKind, Verdict,
 };
 use crate::body::{ProxyBody, collect_capped, full};
-use crate::gate::call_boxed;
-use crate::gate::request_id::RequestId;
-use crate::gate::respond::{GatewayFault, fault_response};
-use crate::gate::ticket::TicketFacts;
-use crate::identity::Caller;
+use crate::gate::error::GatewayError;
+use crate::gate::facts::Facts;
+use crate::gate::request_id::request_id_of;
+use crate::gate::step::{Inner, Next, Step, StepResult};
+use crate::gate::watch_body::{BodyEnd, watch_body};
 use crate::policy::Decision;
 use crate::server::ClientAddr;
 use crate::ticket::TicketKind;
-use crate::vsphere::credentials::{Credential, single_credential};
-use crate::vsphere::fault::{FaultProtocol, VimFault};
-use crate::vsphere::operation::{Operation, Protocol, Route};
+use crate::vsphere::credentials::Credential;
+use crate::vsphere::operation::{Protocol, Route};
 
 /// Largest answer to a guarded call read to find the task it started.
 const TASK_ANSWER_CAP: u64 = 64 * 1024;
 
-/// Builds [`Audit`].
+/// Writes the records of every request: decisions of denied calls and every call's outcome.
 #[derive(Clone)]
-pub struct AuditLayer {
+pub struct Audit {
     log: AuditLog,
 }
 
-impl AuditLayer {
-    /// Outcome (and denial) records into `log`.
+impl Audit {
+    /// Records into `log`.
     pub fn new(log: AuditLog) -> Self {
         Self { log }
     }
 }
 
-impl<S> Layer<S> for AuditLayer {
-    type Service = Audit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Audit {
-            inner,
+impl Step for Audit {
+    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
+        let Some(facts) = Facts::of(&req) else {
+            return Err(GatewayError::missing_facts("audit"));
+        };
+        let started = Instant::now();
+        let request = RequestFacts::of(&req);
+        let bytes_in = content_length(req.headers());
+        // Written if the client goes away (the future is dropped) before the call ends.
+        let mut pending = AbortRecord {
             log: self.log.clone(),
+            facts: facts.clone(),
+            request: request.clone(),
+            started,
+            armed: true,
+        };
+        let result = next.run(req).await;
+        pending.armed = false;
+        let call = call_record(&self.log, &facts, &request);
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                self.record_refusal(call, &error, bytes_in, started).await;
+                return Err(error);
+            }
+        };
+        let (response, task) = if facts.is_guarded() {
+            task_of(response).await
+        } else {
+            (response, None)
+        };
+        let outcome = OutcomeRecord {
+            status: Some(response.status().as_u16()),
+            task,
+            bytes_in,
+            bytes_out: http_body::Body::size_hint(response.body()).exact(),
+            latency_ms: Some(started.elapsed().as_millis() as u64),
+            ..OutcomeRecord::new(call.clone())
+        };
+        if let Err(err) = self.log.write(AuditEvent::Outcome(outcome)).await {
+            tracing::error!(error = %err, "audit: outcome record not written");
+        }
+        let status = response.status().as_u16();
+        let log = self.log.clone();
+        Ok(response.map(|body| {
+            watch_body(body, move |end| {
+                broken_off_record(&log, call, status, bytes_in, started, end)
+            })
+        }))
+    }
+}
+
+impl Audit {
+    async fn record_refusal(
+        &self,
+        mut call: CallRecord,
+        error: &GatewayError,
+        bytes_in: Option<u64>,
+        started: Instant,
+    ) {
+        if let GatewayError::Denied { text, .. } = error {
+            call.reason = Some(text.clone());
+            if let Err(err) = self.log.write(AuditEvent::Decision(call.clone())).await {
+                tracing::error!(error = %err, "audit: the denial's decision record was not written");
+            }
+        } else {
+            call.reason = Some(error.to_string());
+        }
+        let outcome = OutcomeRecord {
+            status: Some(error.status().as_u16()),
+            fault: Some(error.fault_type().as_str().to_owned()),
+            bytes_in,
+            latency_ms: Some(started.elapsed().as_millis() as u64),
+            error: (!matches!(error, GatewayError::Denied { .. })).then(|| error.name().to_owned()),
+            ..OutcomeRecord::new(call)
+        };
+        if let Err(err) = self.log.write(AuditEvent::Outcome(outcome)).await {
+            tracing::error!(error = %err, "audit: outcome record not written");
         }
     }
 }
 
-/// Writes a denied call's decision record and every call's outcome record.
-#[derive(Clone)]
-pub struct Audit<S> {
-    inner: S,
-    log: AuditLog,
+/// A second outcome for an answer whose body did not reach the client whole.
+fn broken_off_record(
+    log: &AuditLog,
+    call: CallRecord,
+    status: u16,
+    bytes_in: Option<u64>,
+    started: Instant,
+    end: BodyEnd,
+) {
+    let error = match end {
+        BodyEnd::Complete { .. } => return,
+        BodyEnd::Failed { .. } => "upstream_reset",
+        BodyEnd::Dropped { .. } => "client_aborted",
+    };
+    let outcome = OutcomeRecord {
+        status: Some(status),
+        bytes_in,
+        bytes_out: Some(end.bytes()),
+        latency_ms: Some(started.elapsed().as_millis() as u64),
+        error: Some(error.to_owned()),
+        ..OutcomeRecord::new(call)
+    };
+    submit_detached(log, outcome);
 }
 
-impl<S> Service<Request<ProxyBody>> for Audit<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+/// Writes `outcome` from a place that cannot wait for the log (a drop).
+fn submit_detached(log: &AuditLog, outcome: OutcomeRecord) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::error!("audit: no runtime to write an outcome record");
+        return;
+    };
+    let log = log.clone();
+    runtime.spawn(async move {
+        if let Err(err) = log.write(AuditEvent::Outcome(outcome)).await {
+            tracing::error!(error = %err, "audit: outcome record not written");
+        }
+    });
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
+/// The outcome of a call whose client went away before it ended.
+struct AbortRecord {
+    log: AuditLog,
+    facts: Arc<Facts>,
+    request: RequestFacts,
+    started: Instant,
+    armed: bool,
+}
 
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        let started = Instant::now();
-        let call = call_record(&self.log, &req);
-        let guarded = req
-            .extensions()
-            .get::<Operation>()
-            .is_some_and(Operation::is_guarded);
-        let bytes_in = content_length(req.headers());
-        let log = self.log.clone();
-        let response = call_boxed(&mut self.inner, req);
-        Box::pin(async move {
-            let response = response.await?;
-            let decision = response.extensions().get::<Arc<Decision>>().cloned();
-            let call = with_decision(call, decision.as_deref());
-            if decision.as_deref().is_some_and(|d| !d.allowed)
-                && let Err(err) = log.write(AuditEvent::Decision(call.clone())).await
-            {
-                tracing::error!(error = %err, "audit: the denial's decision record was not written");
-            }
-            let (response, task) = if guarded {
-                task_of(response).await
-            } else {
-                (response, None)
-            };
-            let outcome = OutcomeRecord {
-                call,
-                status: Some(response.status().as_u16()),
-                fault: response
-                    .extensions()
-                    .get::<GatewayFault>()
-                    .map(|f| f.0.clone()),
-                task,
-                bytes_in,
-                bytes_out: http_body::Body::size_hint(response.body()).exact(),
-                latency_ms: Some(started.elapsed().as_millis() as u64),
-                error: None,
-            };
-            if let Err(err) = log.write(AuditEvent::Outcome(outcome)).await {
-                tracing::error!(error = %err, "audit: outcome record not written");
-            }
-            Ok(response)
-        })
+impl Drop for AbortRecord {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let outcome = OutcomeRecord {
+            latency_ms: Some(self.started.elapsed().as_millis() as u64),
+            error: Some("client_aborted".to_owned()),
+            ..OutcomeRecord::new(call_record(&self.log, &self.facts, &self.request))
+        };
+        submit_detached(&self.log, outcome);
     }
 }
 
-/// Builds [`WriteAhead`].
+/// Makes an allowed guarded call's decision record durable before the call is forwarded.
 #[derive(Clone)]
-pub struct WriteAheadLayer {
+pub struct WriteAhead {
     log: AuditLog,
 }
 
-impl WriteAheadLayer {
+impl WriteAhead {
     /// Durable decision records into `log`.
     pub fn new(log: AuditLog) -> Self {
         Self { log }
     }
 }
 
-impl<S> Layer<S> for WriteAheadLayer {
-    type Service = WriteAhead<S>;
+impl Step for WriteAhead {
+    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
+        let Some(facts) = Facts::of(&req) else {
+            return Err(GatewayError::missing_facts("write-ahead"));
+        };
+        if facts.decision().is_some() {
+            let record = call_record(&self.log, &facts, &RequestFacts::of(&req));
+            if let Err(err) = self.log.write_durable(AuditEvent::Decision(record)).await {
+                tracing::error!(error = %err, "audit log unwritable: refusing the guarded call");
+                return Err(GatewayError::AuditUnavailable);
+            }
+        }
+        next.run(req).await
+    }
+}
 
-    fn layer(&self, inner: S) -> Self::Service {
-        WriteAhead {
-            inner,
-            log: self.log.clone(),
+/// What the records need of the request itself (it is gone when the call ends).
+#[derive(Clone)]
+struct RequestFacts {
+    request_id: String,
+    client: Option<String>,
+}
+
+impl RequestFacts {
+    fn of(req: &Request<ProxyBody>) -> Self {
+        Self {
+            request_id: request_id_of(req).to_owned(),
+            client: req
+                .extensions()
+                .get::<ClientAddr>()
+                .map(|a| a.0.to_string()),
         }
     }
 }
 
-/// Makes an allowed guarded call's decision record durable before the call is forwarded.
-#[derive(Clone)]
-pub struct WriteAhead<S> {
-    inner: S,
-    log: AuditLog,
-}
-
-impl<S> Service<Request<ProxyBody>> for WriteAhead<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        let Some(decision) = req.extensions().get::<Arc<Decision>>().cloned() else {
-            return call_boxed(&mut self.inner, req);
-        };
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let record = with_decision(call_record(&self.log, &req), Some(&decision));
-        let protocol = req
-            .extensions()
-            .get::<Operation>()
-            .map_or(Protocol::Other, |op| op.protocol);
-        let request_id = req.extensions().get::<RequestId>().cloned();
-        let log = self.log.clone();
-        Box::pin(async move {
-            if let Err(err) = log.write_durable(AuditEvent::Decision(record)).await {
-                tracing::error!(error = %err, "audit log unwritable: refusing the guarded call");
-                let suffix = request_id
-                    .map(|id| format!(" (request {id})"))
-                    .unwrap_or_default();
-                let fault = VimFault::gateway(
-                    "HostCommunication",
-                    "audit.unavailable",
-                    format!(
-                        "vcguard cannot record this call in its audit log, so it was not forwarded; try again later{suffix}"
-                    ),
-                );
-                let protocol = match protocol {
-                    Protocol::Soap => FaultProtocol::Soap,
-                    _ => FaultProtocol::Json,
-                };
-                return Ok(fault_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    protocol,
-                    &fault,
-                ));
-            }
-            let mut response = call_boxed(&mut inner, req).await?;
-            response.extensions_mut().insert(decision);
-            Ok(response)
-        })
-    }
-}
-
 /// The facts of a call every record carries, without secrets.
-fn call_record(log: &AuditLog, req: &Request<ProxyBody>) -> CallRecord {
-    let extensions = req.extensions();
-    let operation = extensions.get::<Operation>();
-    let caller = extensions.get::<Caller>();
+fn call_record(log: &AuditLog, facts: &Facts, request: &RequestFacts) -> CallRecord {
+    let operation = facts.operation();
+    let caller = facts.caller();
     let guarded = operation.and_then(|op| op.guarded.as_ref());
     let target = guarded
         .map(|g| &g.target)
         .or_else(|| operation.and_then(|op| op.target.as_ref()));
-    let session = match single_credential(req.headers()) {
-        Ok(Some(Credential::Session(token))) => Some(log.keyed_hash(token.as_bytes())),
+    let session = match facts.credential() {
+        Some(Credential::Session(token)) => Some(log.keyed_hash(token.as_bytes())),
         _ => None,
     };
-    CallRecord {
-        request_id: extensions
-            .get::<RequestId>()
-            .map(|id| id.as_str().to_owned())
-            .unwrap_or_default(),
-        client: extensions.get::<ClientAddr>().map(|a| a.0.to_string()),
+    let ticket = facts.ticket();
+    let call = CallRecord {
+        request_id: request.request_id.clone(),
+        client: request.client.clone(),
         protocol: operation.map(|op| protocol_name(op.protocol).to_owned()),
         method: guarded
             .map(|g| g.method.clone())
@@ -242,7 +263,7 @@ fn call_record(log: &AuditLog, req: &Request<ProxyBody>) -> CallRecord {
         principal: caller.and_then(|c| c.user.clone()),
         groups: caller.map(|c| c.groups.clone()).unwrap_or_default(),
         session,
-        ticket: extensions.get::<TicketFacts>().and_then(|facts| {
+        ticket: ticket.and_then(|facts| {
             let kind = match facts.kind? {
                 TicketKind::Pattern => AuditTicketKind::Pattern,
                 TicketKind::Signed => AuditTicketKind::Signed,
@@ -253,8 +274,10 @@ fn call_record(log: &AuditLog, req: &Request<ProxyBody>) -> CallRecord {
                 facts.raw_digest.as_slice(),
             ))
         }),
+        ticket_problem: ticket.and_then(|facts| facts.problem.clone()),
         ..CallRecord::default()
-    }
+    };
+    with_decision(call, facts.decision().map(Arc::as_ref))
 }
 
 fn with_decision(mut call: CallRecord, decision: Option<&Decision>) -> CallRecord {

@@ -5,30 +5,23 @@
 //! other call is streamed, with the bytes already read put back in front. Anything
 //! ambiguous is refused here and never reaches vCenter.
 
-use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
-use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tower::{Layer, Service};
 use tracing::Instrument as _;
 
-use crate::gate::access_log::request_span;
-
 use crate::body::{CollectError, ProxyBody, collect_capped, full, prefixed};
-use crate::gate::request_id::RequestId;
-use crate::gate::respond::{fault_response, protocol_of_path};
+use crate::gate::error::GatewayError;
+use crate::gate::facts::Facts;
 use crate::gate::soap_tail::{TailVerdict, guard_tail};
+use crate::gate::step::{Inner, Next, Step, StepResult};
+use crate::gate::trace::request_span;
 use crate::vsphere::classify::{
     PathClass, Refusal, classify_path, classify_soap, classify_vim_json, needs_whole_body,
     operation_from_soap_head, pass_through, refuse_xml_on_vim_json, sdk_without_body, soap_release,
 };
 use crate::vsphere::credentials::single_credential;
-use crate::vsphere::fault::{FaultProtocol, VimFault};
 use crate::vsphere::guarded::GuardedMethods;
 use crate::vsphere::operation::{Operation, Protocol};
 use crate::vsphere::soap::{SniffState, SoapSniffer};
@@ -51,200 +44,73 @@ impl Default for ClassifyLimits {
     }
 }
 
-/// The guarded method set in force; replaced when the policy schema declares new actions.
-#[derive(Debug, Clone, Default)]
-pub struct GuardedSet(Arc<RwLock<Arc<GuardedMethods>>>);
-
-impl GuardedSet {
-    /// A handle holding `methods`.
-    pub fn new(methods: GuardedMethods) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(methods))))
-    }
-
-    /// The set in force now.
-    pub fn current(&self) -> Arc<GuardedMethods> {
-        match self.0.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Puts `methods` in force for requests that start from now on.
-    pub fn replace(&self, methods: GuardedMethods) {
-        let methods = Arc::new(methods);
-        match self.0.write() {
-            Ok(mut guard) => *guard = methods,
-            Err(poisoned) => *poisoned.into_inner() = methods,
-        }
-    }
-}
-
-/// Builds [`Classify`].
-#[derive(Debug, Clone)]
-pub struct ClassifyLayer {
-    guarded: GuardedSet,
-    limits: ClassifyLimits,
-}
-
-impl ClassifyLayer {
-    /// Classification against `guarded`, within `limits`.
-    pub fn new(guarded: GuardedSet, limits: ClassifyLimits) -> Self {
-        Self { guarded, limits }
-    }
-}
-
-impl<S> Layer<S> for ClassifyLayer {
-    type Service = Classify<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Classify {
-            inner,
-            guarded: self.guarded.clone(),
-            limits: self.limits,
-        }
-    }
-}
-
 /// Classifies each request, refusing what cannot be classified unambiguously.
 #[derive(Debug, Clone)]
-pub struct Classify<S> {
-    inner: S,
-    guarded: GuardedSet,
+pub struct Classify {
     limits: ClassifyLimits,
 }
 
-/// A refusal on its way to the client: status and fault.
-struct Refused {
-    status: StatusCode,
-    fault: VimFault,
-}
-
-impl From<Refusal> for Refused {
-    fn from(refusal: Refusal) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            fault: refusal.to_fault(),
-        }
+impl Classify {
+    /// Classification within `limits`, against the guarded set of each request's snapshot.
+    pub fn new(limits: ClassifyLimits) -> Self {
+        Self { limits }
     }
 }
 
-impl Refused {
-    fn too_large(cap: usize) -> Self {
-        Self {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            fault: VimFault::gateway(
-                "InvalidRequest",
-                "request.too_large",
-                format!("vcguard: the body of a guarded call may be at most {cap} bytes"),
-            ),
+impl Step for Classify {
+    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
+        let Some(facts) = Facts::of(&req) else {
+            return Err(GatewayError::missing_facts("classify"));
+        };
+        let verdict = TailVerdict::default();
+        let req = classify(req, &facts, self.limits, &verdict).await?;
+        let response = match guarded_call_span(&req, &facts) {
+            Some(span) => next.run(req).instrument(span).await?,
+            None => next.run(req).await?,
+        };
+        if let Some(refusal) = verdict.get() {
+            return Err(GatewayError::Malformed(refusal));
         }
-    }
-
-    fn unsupported_encoding(encoding: &str) -> Self {
-        Self {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            fault: VimFault::gateway(
-                "InvalidRequest",
-                "request.encoding",
-                format!(
-                    "vcguard: Content-Encoding '{encoding}' is not accepted under /sdk; send the body uncompressed"
-                ),
-            ),
-        }
-    }
-
-    fn unreadable(err: crate::body::BoxError) -> Self {
-        Self::from(Refusal::invalid_request(format!(
-            "the request body could not be read: {err}"
-        )))
+        Ok(response)
     }
 }
 
-impl From<CollectError> for Refused {
+impl From<CollectError> for GatewayError {
     fn from(err: CollectError) -> Self {
         match err {
-            CollectError::TooLarge { cap } => Self::too_large(cap),
-            CollectError::Read(err) => Self::unreadable(err),
+            CollectError::TooLarge { cap } => GatewayError::BodyTooLarge { cap },
+            CollectError::Read(err) => unreadable(err),
         }
     }
 }
 
-impl<S> Service<Request<ProxyBody>> for Classify<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        // The clone that was polled ready serves this request (tower's clone-and-swap).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let guarded = self.guarded.current();
-        let limits = self.limits;
-        Box::pin(async move {
-            let path_protocol = protocol_of_path(req.uri().path());
-            let request_id = req.extensions().get::<RequestId>().cloned();
-            let verdict = TailVerdict::default();
-            let path = req.uri().path().to_owned();
-            let req = match classify(req, &guarded, limits, &verdict).await {
-                Ok(req) => req,
-                Err(refused) => {
-                    let fault = with_request_id(refused.fault, request_id.as_ref());
-                    tracing::warn!(path = %path, reason = %fault.text, "request refused");
-                    return Ok(fault_response(refused.status, path_protocol, &fault));
-                }
-            };
-            let response = match guarded_call_span(&req) {
-                Some(span) => super::call_boxed(&mut inner, req).instrument(span).await?,
-                None => super::call_boxed(&mut inner, req).await?,
-            };
-            if let Some(refusal) = verdict.get() {
-                let fault = with_request_id(refusal.to_fault(), request_id.as_ref());
-                tracing::warn!(path = %path, reason = %fault.text, "streamed SOAP body refused");
-                return Ok(fault_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    FaultProtocol::Soap,
-                    &fault,
-                ));
-            }
-            Ok(response)
-        })
-    }
-}
-
-fn with_request_id(mut fault: VimFault, id: Option<&RequestId>) -> VimFault {
-    if let Some(id) = id {
-        fault.text = format!("{} (request {id})", fault.text);
-    }
-    fault
+fn unreadable(err: crate::body::BoxError) -> GatewayError {
+    GatewayError::Malformed(Refusal::invalid_request(format!(
+        "the request body could not be read: {err}"
+    )))
 }
 
 async fn classify(
     req: Request<ProxyBody>,
-    guarded: &GuardedMethods,
+    facts: &Facts,
     limits: ClassifyLimits,
     verdict: &TailVerdict,
-) -> Result<Request<ProxyBody>, Refused> {
+) -> Result<Request<ProxyBody>, GatewayError> {
+    let guarded = facts.snapshot.guarded.as_ref();
     let target = req
         .uri()
         .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    let class = classify_path(&target)?;
+        .map_or_else(|| req.uri().path(), |pq| pq.as_str());
+    let class = classify_path(target)?;
     if let Some(operation) = pass_through(&class) {
-        return Ok(with_operation(req, operation));
+        facts.set_credential(single_credential(req.headers()).ok().flatten());
+        facts.set_operation(operation);
+        return Ok(req);
     }
     check_identity_encoding(req.headers())?;
-    let has_credential = single_credential(req.headers())?.is_some();
+    let credential = single_credential(req.headers())?;
+    let has_credential = credential.is_some();
+    facts.set_credential(credential);
     let (parts, body) = req.into_parts();
     let (operation, body) = match &class {
         PathClass::VimJson(path) => {
@@ -269,8 +135,8 @@ async fn classify(
         }
         PathClass::Rest | PathClass::Other => unreachable_pass_through(),
     };
-    let operation = with_soap_release(operation, &parts.headers);
-    Ok(with_operation(Request::from_parts(parts, body), operation))
+    facts.set_operation(with_soap_release(operation, &parts.headers));
+    Ok(Request::from_parts(parts, body))
 }
 
 fn unreachable_pass_through() -> (Operation, ProxyBody) {
@@ -294,7 +160,7 @@ async fn classify_soap_body(
     guarded: &GuardedMethods,
     limits: ClassifyLimits,
     verdict: &TailVerdict,
-) -> Result<(Operation, ProxyBody), Refused> {
+) -> Result<(Operation, ProxyBody), GatewayError> {
     let SoapRequest {
         method,
         headers,
@@ -308,7 +174,7 @@ async fn classify_soap_body(
         match body.frame().await {
             None if sniffer.buffered().is_empty() => return Ok((sdk_without_body(), body)),
             None => break sniffer.finish().map_err(Refusal::from)?,
-            Some(Err(err)) => return Err(Refused::unreadable(err)),
+            Some(Err(err)) => return Err(unreadable(err)),
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
@@ -329,13 +195,13 @@ async fn classify_soap_body(
         let buffered = sniffer.into_buffered();
         let cap = limits.guarded_body_max;
         if buffered.len() > cap || content_length(headers).is_some_and(|len| len > cap as u64) {
-            return Err(Refused::too_large(cap));
+            return Err(GatewayError::BodyTooLarge { cap });
         }
         let rest = collect_capped(body, cap - buffered.len())
             .await
             .map_err(|err| match err {
-                CollectError::TooLarge { .. } => Refused::too_large(cap),
-                other => Refused::from(other),
+                CollectError::TooLarge { .. } => GatewayError::BodyTooLarge { cap },
+                other => GatewayError::from(other),
             })?;
         let mut whole = BytesMut::from(&buffered[..]);
         whole.extend_from_slice(&rest);
@@ -353,21 +219,25 @@ async fn classify_soap_body(
 }
 
 /// Reads a guarded body whole, refusing it early when `Content-Length` already says it is too big.
-async fn read_whole(headers: &HeaderMap, body: ProxyBody, cap: usize) -> Result<Bytes, Refused> {
+async fn read_whole(
+    headers: &HeaderMap,
+    body: ProxyBody,
+    cap: usize,
+) -> Result<Bytes, GatewayError> {
     if content_length(headers).is_some_and(|len| len > cap as u64) {
-        return Err(Refused::too_large(cap));
+        return Err(GatewayError::BodyTooLarge { cap });
     }
     Ok(collect_capped(body, cap).await?)
 }
 
 /// Reads until the first data bytes (enough to tell JSON from XML), returning them and the rest.
-async fn read_start(mut body: ProxyBody) -> Result<(Bytes, ProxyBody), Refused> {
+async fn read_start(mut body: ProxyBody) -> Result<(Bytes, ProxyBody), GatewayError> {
     let mut prefix = BytesMut::new();
     const ENOUGH: usize = 64;
     while prefix.iter().all(u8::is_ascii_whitespace) && prefix.len() < ENOUGH {
         match body.frame().await {
             None => break,
-            Some(Err(err)) => return Err(Refused::unreadable(err)),
+            Some(Err(err)) => return Err(unreadable(err)),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     prefix.extend_from_slice(&data);
@@ -386,7 +256,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Compressed bodies under `/sdk` cannot be classified: only identity is accepted.
-fn check_identity_encoding(headers: &HeaderMap) -> Result<(), Refused> {
+fn check_identity_encoding(headers: &HeaderMap) -> Result<(), GatewayError> {
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let text = value.to_str().unwrap_or("(not text)");
         if text
@@ -394,7 +264,9 @@ fn check_identity_encoding(headers: &HeaderMap) -> Result<(), Refused> {
             .map(str::trim)
             .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
         {
-            return Err(Refused::unsupported_encoding(text));
+            return Err(GatewayError::UnsupportedEncoding {
+                encoding: text.to_owned(),
+            });
         }
     }
     Ok(())
@@ -413,8 +285,8 @@ fn with_soap_release(mut operation: Operation, headers: &HeaderMap) -> Operation
 /// For a guarded call, the request span with its facts: the access log's span when it has
 /// one (recorded into it, `None` returned), otherwise a new one to run the rest of the call in.
 /// Pass-through calls get none: they are recorded in the audit log.
-fn guarded_call_span(req: &Request<ProxyBody>) -> Option<tracing::Span> {
-    let operation = req.extensions().get::<Operation>()?;
+fn guarded_call_span(req: &Request<ProxyBody>, facts: &Facts) -> Option<tracing::Span> {
+    let operation = facts.operation()?;
     let guarded = operation.guarded.as_ref()?;
     let current = tracing::Span::current();
     let (span, new) = if current.is_disabled() {
@@ -426,9 +298,4 @@ fn guarded_call_span(req: &Request<ProxyBody>) -> Option<tracing::Span> {
     span.record("guarded", guarded.method.as_str());
     span.record("moid", guarded.target.value.as_str());
     new.then_some(span)
-}
-
-fn with_operation(mut req: Request<ProxyBody>, operation: Operation) -> Request<ProxyBody> {
-    req.extensions_mut().insert(operation);
-    req
 }

@@ -1,92 +1,37 @@
 //! Decide: Cedar policies judge every guarded call. A denied call never reaches vCenter; the
 //! client gets `RestrictedByAdministrator` in the protocol it spoke, naming the policy and why.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::future::BoxFuture;
-use http::{Request, Response, StatusCode};
+use http::Request;
 use serde_json::{Value, json};
-use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
-use crate::gate::call_boxed;
-use crate::gate::request_id::RequestId;
-use crate::gate::respond::fault_response;
-use crate::gate::ticket::TicketFacts;
-use crate::identity::Caller;
-use crate::metrics::{Metrics, Outcome};
-use crate::policy::{Decision, PolicyRequest, PolicyStore, Principal, Resource};
+use crate::gate::error::GatewayError;
+use crate::gate::facts::Facts;
+use crate::gate::step::{Inner, Next, Step, StepResult};
+use crate::policy::{Decision, PolicyRequest, Principal, Resource};
 use crate::server::ClientAddr;
-use crate::vsphere::fault::{FaultProtocol, VimFault};
-use crate::vsphere::operation::{GuardedBody, GuardedCall, Operation, Protocol, Route};
+use crate::vsphere::operation::{GuardedBody, GuardedCall, Protocol, Route};
 
-/// Builds [`Decide`].
-#[derive(Clone)]
-pub struct DecideLayer {
-    policies: Arc<PolicyStore>,
-    metrics: Arc<Metrics>,
-}
+/// Evaluates guarded calls under the request's policy snapshot; records the [`Decision`].
+#[derive(Clone, Default)]
+pub struct Decide;
 
-impl DecideLayer {
-    /// Decisions by the policy set in force in `policies`.
-    pub fn new(policies: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
-        Self { policies, metrics }
-    }
-}
-
-impl<S> Layer<S> for DecideLayer {
-    type Service = Decide<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Decide {
-            inner,
-            policies: self.policies.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// Evaluates guarded calls; puts the [`Decision`] in the request's extensions.
-#[derive(Clone)]
-pub struct Decide<S> {
-    inner: S,
-    policies: Arc<PolicyStore>,
-    metrics: Arc<Metrics>,
-}
-
-impl<S> Service<Request<ProxyBody>> for Decide<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
-        let guarded = req
-            .extensions()
-            .get::<Operation>()
-            .and_then(|op| op.guarded.clone().map(|call| (op.protocol, call)));
-        let Some((protocol, call)) = guarded else {
-            return call_boxed(&mut self.inner, req);
+impl Step for Decide {
+    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
+        let Some(facts) = Facts::of(&req) else {
+            return Err(GatewayError::missing_facts("decide"));
         };
-        let decision = Arc::new(self.decide(&req, protocol, &call));
-        let ticket_note = req
-            .extensions()
-            .get::<TicketFacts>()
-            .and_then(|facts| facts.problem.clone());
+        let Some(operation) = facts.operation() else {
+            return next.run(req).await;
+        };
+        let Some(call) = &operation.guarded else {
+            return next.run(req).await;
+        };
+        let decision = Arc::new(decide(&req, &facts, operation.protocol, call));
         for hit in &decision.monitor_hits {
             tracing::warn!(
                 policy = %hit.id,
@@ -97,62 +42,50 @@ where
         if !decision.errors.is_empty() {
             tracing::error!(errors = ?decision.errors, "policy evaluation failed; denying");
         }
-        req.extensions_mut().insert(decision.clone());
+        facts.set_decision(decision.clone());
         if decision.allowed {
             tracing::info!(action = %call.method, policies = ?hit_ids(&decision), "allowed");
-            return call_boxed(&mut self.inner, req);
+            return next.run(req).await;
         }
-        self.metrics.count(Outcome::Refused);
         let mut text = decision.denial_text();
-        if let Some(note) = ticket_note {
+        if let Some(note) = facts.ticket().and_then(|ticket| ticket.problem.as_deref()) {
             text = format!("{text} ({note})");
         }
-        if let Some(id) = req.extensions().get::<RequestId>() {
-            text = format!("{text} (request {id})");
-        }
-        tracing::warn!(action = %call.method, policies = ?hit_ids(&decision), reason = %text, "denied");
-        let fault_protocol = match protocol {
-            Protocol::Soap => FaultProtocol::Soap,
-            _ => FaultProtocol::Json,
-        };
-        let fault = VimFault::restricted_by_administrator(text);
-        let mut response =
-            fault_response(StatusCode::INTERNAL_SERVER_ERROR, fault_protocol, &fault);
-        response.extensions_mut().insert(decision);
-        Box::pin(async move { Ok(response) })
+        tracing::warn!(action = %call.method, policies = ?hit_ids(&decision), "denied");
+        Err(GatewayError::Denied { decision, text })
     }
 }
 
-impl<S> Decide<S> {
-    fn decide(&self, req: &Request<ProxyBody>, protocol: Protocol, call: &GuardedCall) -> Decision {
-        let policies = self.policies.current();
-        let caller = req.extensions().get::<Caller>();
-        if let Some(problem) = caller.and_then(|c| c.token_problem.clone()) {
-            return Decision::refused(&call.method, policies.hash(), problem);
-        }
-        let principal = match caller.and_then(|c| c.user.clone().map(|name| (name, c))) {
-            Some((name, caller)) => Principal::User {
-                name,
-                groups: caller.groups.clone(),
-            },
-            None => Principal::Unauthenticated,
-        };
-        let client_ip = req
-            .extensions()
-            .get::<ClientAddr>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip());
-        let ticket = req
-            .extensions()
-            .get::<TicketFacts>()
-            .and_then(|facts| facts.context.clone());
-        let request = PolicyRequest {
-            principal,
-            action: call.method.clone(),
-            resource: Resource::new(call.target.mo_type.clone(), call.target.value.clone()),
-            context: policy_context(protocol, call, client_ip, ticket, SystemTime::now()),
-        };
-        policies.evaluate(&request)
+fn decide(
+    req: &Request<ProxyBody>,
+    facts: &Facts,
+    protocol: Protocol,
+    call: &GuardedCall,
+) -> Decision {
+    let policies = &facts.snapshot.policies;
+    let caller = facts.caller();
+    if let Some(problem) = caller.and_then(|c| c.token_problem.clone()) {
+        return Decision::refused(&call.method, policies.hash(), problem);
     }
+    let principal = match caller.and_then(|c| c.user.clone().map(|name| (name, c))) {
+        Some((name, caller)) => Principal::User {
+            name,
+            groups: caller.groups.clone(),
+        },
+        None => Principal::Unauthenticated,
+    };
+    let client_ip = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip());
+    let ticket = facts.ticket().and_then(|ticket| ticket.context.clone());
+    let request = PolicyRequest {
+        principal,
+        action: call.method.clone(),
+        resource: Resource::new(call.target.mo_type.clone(), call.target.value.clone()),
+        context: policy_context(protocol, call, client_ip, ticket, SystemTime::now()),
+    };
+    policies.evaluate(&request)
 }
 
 fn hit_ids(decision: &Decision) -> Vec<&str> {

@@ -4,7 +4,6 @@
 //! (hop-by-hop removed, `Host` rewritten, `X-Forwarded-*` set, redirects and
 //! cookies that name vCenter's own host made to work through the gateway).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -20,11 +19,9 @@ use tokio::sync::Semaphore;
 use tower::Service;
 
 use crate::body::{ProxyBody, boxed, holding};
-use crate::gate::request_id::RequestId;
-use crate::gate::respond::{fault_response, protocol_of_path};
+use crate::gate::error::GatewayError;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
-use crate::vsphere::fault::VimFault;
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -121,41 +118,36 @@ impl Forward {
 
 impl Forward {
     /// Sends one request to vCenter (used by steps that ask vCenter themselves, e.g. identify).
-    pub fn send(&self, req: Request<ProxyBody>) -> BoxFuture<'static, Response<ProxyBody>> {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.forward(req).await })
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, GatewayError> {
+        self.inner.forward(req).await
     }
 }
 
 impl Service<Request<ProxyBody>> for Forward {
     type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, GatewayError>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(inner.forward(req).await) })
+        Box::pin(async move { inner.forward(req).await })
     }
 }
 
 impl ForwardInner {
-    async fn forward(&self, mut req: Request<ProxyBody>) -> Response<ProxyBody> {
-        let protocol = protocol_of_path(req.uri().path());
-        let request_id = req.extensions().get::<RequestId>().cloned();
+    async fn forward(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
         let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
         let public_authority = client_facing_authority(&req);
-        let upstream_req = match self.upstream_request(req) {
-            Ok(upstream_req) => upstream_req,
-            Err(message) => {
-                self.metrics.count(Outcome::Refused);
-                let fault = VimFault::gateway("InvalidRequest", "request.invalid", message);
-                return fault_response(StatusCode::BAD_REQUEST, protocol, &fault);
-            }
-        };
+        let upstream_req = self
+            .upstream_request(req)
+            .map_err(GatewayError::BadRequest)?;
         let started = Instant::now();
         let result = tokio::time::timeout(self.response_timeout, async {
             let permit = self.in_flight.clone().acquire_owned().await;
@@ -163,56 +155,15 @@ impl ForwardInner {
         })
         .await;
         let (permit, result) = match result {
-            Ok((permit, result)) => (permit.ok(), Ok(result)),
-            Err(elapsed) => (None, Err(elapsed)),
-        };
-        let id_text = request_id.as_ref().map_or("-", RequestId::as_str);
-        let mut response = match result {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) if request_body_failed(&err) => {
-                self.metrics.count(Outcome::ClientAborted);
-                let cause = cause_of(&err);
-                tracing::info!(request = %id_text, error = %cause,
-                    "the client's request body broke off; not forwarded in full");
-                let fault = VimFault::gateway(
-                    "InvalidRequest",
-                    "request.body",
-                    format!(
-                        "vcguard: the request body broke off before it was sent in full: {cause} (request {id_text})"
-                    ),
-                );
-                return fault_response(StatusCode::BAD_REQUEST, protocol, &fault);
-            }
-            Ok(Err(err)) => {
-                self.metrics.count(Outcome::UpstreamError);
-                let cause = cause_of(&err);
-                tracing::warn!(request = %id_text, error = %cause, "vCenter unreachable");
-                let fault = VimFault::gateway(
-                    "HostCommunication",
-                    "upstream.unreachable",
-                    format!(
-                        "vcguard cannot reach vCenter at {}: {cause} (request {id_text})",
-                        self.authority
-                    ),
-                );
-                return fault_response(StatusCode::BAD_GATEWAY, protocol, &fault);
-            }
+            Ok((permit, result)) => (permit.ok(), result),
             Err(_) => {
-                self.metrics.count(Outcome::UpstreamTimeout);
-                tracing::warn!(request = %id_text, timeout = ?self.response_timeout,
-                    "vCenter did not answer in time");
-                let fault = VimFault::gateway(
-                    "HostCommunication",
-                    "upstream.timeout",
-                    format!(
-                        "vCenter at {} did not answer within {} s (request {id_text})",
-                        self.authority,
-                        self.response_timeout.as_secs()
-                    ),
-                );
-                return fault_response(StatusCode::GATEWAY_TIMEOUT, protocol, &fault);
+                return Err(GatewayError::UpstreamTimeout {
+                    authority: self.authority.to_string(),
+                    secs: self.response_timeout.as_secs(),
+                });
             }
         };
+        let mut response = result.map_err(|err| self.send_error(&err))?;
         self.metrics
             .upstream_latency
             .observe(started.elapsed().as_secs_f64());
@@ -224,7 +175,7 @@ impl ForwardInner {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(splice_upgraded(client_upgrade, upstream_upgrade));
             let (parts, _) = response.into_parts();
-            return Response::from_parts(parts, crate::body::empty());
+            return Ok(Response::from_parts(parts, crate::body::empty()));
         }
         strip_hop_by_hop(response.headers_mut(), false);
         rewrite_location(
@@ -234,7 +185,21 @@ impl ForwardInner {
         );
         rewrite_set_cookie(response.headers_mut(), self.authority.host());
         // The connection stays busy until the body is streamed out (or dropped).
-        response.map(|body| holding(boxed(body), permit))
+        Ok(response.map(|body| holding(boxed(body), permit)))
+    }
+
+    /// What a failed exchange with vCenter means for the client.
+    fn send_error(&self, err: &hyper_util::client::legacy::Error) -> GatewayError {
+        let cause = cause_of(err);
+        if request_body_failed(err) {
+            return GatewayError::ClientAborted { cause };
+        }
+        let authority = self.authority.to_string();
+        if certificate_refused(err) {
+            GatewayError::UpstreamCertificate { authority, cause }
+        } else {
+            GatewayError::UpstreamUnreachable { authority, cause }
+        }
     }
 
     fn upstream_request(&self, req: Request<ProxyBody>) -> Result<Request<ProxyBody>, String> {
@@ -263,6 +228,8 @@ impl ForwardInner {
         strip_hop_by_hop(headers, upgrade);
         headers.remove(header::HOST);
         headers.remove(header::EXPECT);
+        // The gateway's request id is the client's to see, not vCenter's.
+        headers.remove(crate::gate::request_id::REQUEST_ID_HEADER);
         if let Some(ip) = client_addr {
             let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
                 Some(prior) => format!("{prior}, {ip}"),
@@ -294,6 +261,25 @@ fn request_body_failed(err: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(error) = source {
         if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
             return hyper_error.is_user();
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// Whether the TLS handshake failed because vCenter's certificate is not the configured one.
+fn certificate_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(error) = source {
+        if let Some(rustls::Error::InvalidCertificate(_)) = error.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(rustls::Error::InvalidCertificate(_)) =
+                inner.downcast_ref::<rustls::Error>()
+        {
+            return true;
         }
         source = error.source();
     }

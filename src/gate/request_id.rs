@@ -1,126 +1,58 @@
-//! Gives every request a gateway-made id (clients cannot choose it), returned in `x-request-id`.
+//! Request ids: every request gets a gateway-made id (a client-sent `x-request-id` is dropped,
+//! never trusted), kept in the extensions by tower-http's `SetRequestId` and echoed in the
+//! response by `PropagateRequestId`.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, ready};
 
-use http::{HeaderName, HeaderValue, Request, Response};
-use tower::{Layer, Service};
+use http::{HeaderName, HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
 
-/// Response header carrying the request id.
+/// Header carrying the request id in responses.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The gateway's id for one request, found in request extensions.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(Arc<str>);
+/// Makes request ids of 32 hex digits: a random per-process prefix and a counter, so ids never
+/// repeat within a run and collide across runs or replicas only by chance (2^-64).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatewayRequestIds;
 
-impl RequestId {
-    /// A new id (32 hex digits): a random per-process prefix and a counter, so ids never
-    /// repeat within a run and collide across runs or replicas only by chance (2^-64).
-    pub fn generate() -> Self {
+impl MakeRequestId for GatewayRequestIds {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(format!("{:016x}{n:016x}", *PREFIX).into())
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        let id = format!("{:016x}{n:016x}", *PREFIX);
+        HeaderValue::try_from(id).ok().map(RequestId::new)
     }
 }
 
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Drops a client-sent request id, so the gateway's own is the one set next.
+pub fn drop_client_request_id<B>(mut req: Request<B>) -> Request<B> {
+    req.headers_mut().remove(REQUEST_ID_HEADER);
+    req
 }
 
-/// Builds [`SetRequestId`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestIdLayer;
-
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = SetRequestId<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SetRequestId { inner }
-    }
-}
-
-/// Replaces any client-sent `x-request-id` with a fresh [`RequestId`] and echoes it in the response.
-#[derive(Debug, Clone)]
-pub struct SetRequestId<S> {
-    inner: S,
-}
-
-impl<S, B, R> Service<Request<B>> for SetRequestId<S>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = SetRequestIdFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = RequestId::generate();
-        req.headers_mut().remove(REQUEST_ID_HEADER);
-        req.extensions_mut().insert(id.clone());
-        SetRequestIdFuture {
-            inner: self.inner.call(req),
-            id: Some(id),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Response future of [`SetRequestId`].
-    pub struct SetRequestIdFuture<F> {
-        #[pin]
-        inner: F,
-        id: Option<RequestId>,
-    }
-}
-
-impl<F, R, E> Future for SetRequestIdFuture<F>
-where
-    F: Future<Output = Result<Response<R>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(id) = this.id.take()
-            && let Ok(value) = HeaderValue::from_str(id.as_str())
-        {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
-        }
-        Poll::Ready(Ok(response))
-    }
+/// The request's id, or `-` outside the gateway's stack.
+pub fn request_id_of<B>(req: &Request<B>) -> &str {
+    req.extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::RequestId;
+    use super::*;
 
     #[test]
-    fn ids_are_32_hex_digits_and_distinct() {
-        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::generate()).collect();
-        for id in &ids {
-            assert_eq!(id.as_str().len(), 32, "{id}");
-            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
-        }
-        let mut unique: Vec<&str> = ids.iter().map(RequestId::as_str).collect();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len());
+    fn ids_are_32_hex_digits_and_never_repeat() {
+        let req = Request::new(());
+        let mut make = GatewayRequestIds;
+        let a = make.make_request_id(&req).expect("id");
+        let b = make.make_request_id(&req).expect("id");
+        let a = a.header_value().to_str().expect("text").to_owned();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b.header_value().to_str().expect("text"));
     }
 }

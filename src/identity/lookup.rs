@@ -17,6 +17,9 @@ pub enum LookupError {
     /// The answer could not be read or parsed.
     #[error("unreadable session lookup answer: {0}")]
     Unreadable(String),
+    /// vCenter could not be asked.
+    #[error("session lookup failed: {0}")]
+    Unreachable(#[source] crate::gate::error::GatewayError),
 }
 
 const ANSWER_CAP: usize = 256 * 1024;
@@ -36,7 +39,10 @@ pub async fn lookup_user(
         json_request(token, release.unwrap_or(RELEASE))
     }
     .map_err(|err| LookupError::Unreadable(err.to_string()))?;
-    let response = forward.send(request).await;
+    let response = forward
+        .send(request)
+        .await
+        .map_err(LookupError::Unreachable)?;
     let status = response.status();
     let body = collect_capped(response.into_body(), ANSWER_CAP)
         .await

@@ -23,7 +23,7 @@ pub use error::{LoadError, LoadErrors};
 pub use request::{
     EntityRefError, PolicyRequest, Principal, Resource, parse_principal, parse_resource,
 };
-pub use store::{PolicyStore, ReloadOutcome};
+pub use store::{PolicySnapshot, PolicyStore, ReloadOutcome, guarded_methods};
 pub use testcases::{CaseResult, TestReport, run_tests};
 
 /// The Cedar namespace of the schema's entity types and actions.

@@ -4,12 +4,15 @@ use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
+
+use arc_swap::ArcSwap;
 
 use super::engine::PolicySet;
 use super::error::LoadErrors;
 use super::load::policy_file_names;
+use crate::vsphere::guarded::GuardedMethods;
 
 /// What a successful reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +28,42 @@ pub enum ReloadOutcome {
     Unchanged,
 }
 
-/// Holds the current policy set; `current()` is cheap enough for every request.
+/// A policy set and the guarded method set it implies: one value, swapped as one, so a request
+/// that takes it once is classified and decided under the same policies.
+#[derive(Debug)]
+pub struct PolicySnapshot {
+    /// The policies.
+    pub policies: Arc<PolicySet>,
+    /// The methods classified as guarded: the built-in ones plus every action the schema declares.
+    pub guarded: Arc<GuardedMethods>,
+}
+
+impl PolicySnapshot {
+    /// The snapshot of `policies`.
+    pub fn new(policies: PolicySet) -> Self {
+        let guarded = guarded_methods(&policies);
+        Self {
+            policies: Arc::new(policies),
+            guarded: Arc::new(guarded),
+        }
+    }
+}
+
+/// The guarded methods for `set`: the built-in ones plus every action its schema declares.
+pub fn guarded_methods(set: &PolicySet) -> GuardedMethods {
+    let mut methods = GuardedMethods::new();
+    for action in set.guarded_actions() {
+        if let Err(err) = methods.add(&action) {
+            tracing::warn!(%action, error = %err, "schema action cannot be guarded by name");
+        }
+    }
+    methods
+}
+
+/// Holds the current policy snapshot; taking it is cheap enough for every request.
 #[derive(Debug)]
 pub struct PolicyStore {
-    current: RwLock<Arc<PolicySet>>,
+    current: ArcSwap<PolicySnapshot>,
     dir: PathBuf,
     /// Serialises reloads so that old/new hashes reported are consistent.
     reload_lock: Mutex<()>,
@@ -38,7 +73,7 @@ impl PolicyStore {
     /// A store serving `initial`, reloading from `dir`.
     pub fn new(initial: PolicySet, dir: PathBuf) -> Self {
         Self {
-            current: RwLock::new(Arc::new(initial)),
+            current: ArcSwap::from_pointee(PolicySnapshot::new(initial)),
             dir,
             reload_lock: Mutex::new(()),
         }
@@ -49,10 +84,14 @@ impl PolicyStore {
         &self.dir
     }
 
-    /// The set in force (an `Arc` clone; decisions keep using it even if a reload swaps).
+    /// The snapshot in force (an `Arc`; a request keeps using it even if a reload swaps).
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
+        self.current.load_full()
+    }
+
+    /// The policy set in force.
     pub fn current(&self) -> Arc<PolicySet> {
-        let guard = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(&guard)
+        self.current.load().policies.clone()
     }
 
     /// Re-loads the directory; on success swaps in the new set (if its hash differs) and says
@@ -63,13 +102,13 @@ impl PolicyStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let new = PolicySet::load(&self.dir)?;
-        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        if guard.hash() == new.hash() {
+        let old = self.current.load();
+        if old.policies.hash() == new.hash() {
             return Ok(ReloadOutcome::Unchanged);
         }
-        let old_hash = guard.hash().to_string();
+        let old_hash = old.policies.hash().to_string();
         let new_hash = new.hash().to_string();
-        *guard = Arc::new(new);
+        self.current.store(Arc::new(PolicySnapshot::new(new)));
         Ok(ReloadOutcome::Changed { old_hash, new_hash })
     }
 

@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use super::fault::VimFault;
+use super::fault::{FaultType, VimFault};
 use super::guarded::{GuardedMethods, MethodLookup, carrier_kind, expected_target_type};
 use super::json_body::{self, JsonBodyError};
 use super::operation::{Call, GuardedCall, MoRef, Operation, Protocol, Route};
@@ -31,7 +31,7 @@ use super::soap::{self, SoapError, SoapHead};
 #[error("{fault_type}: {message}")]
 pub struct Refusal {
     /// The vim fault type: `InvalidRequest` or `InvalidArgument`.
-    pub fault_type: &'static str,
+    pub fault_type: FaultType,
     /// What is wrong and what to do instead.
     pub message: String,
 }
@@ -40,7 +40,7 @@ impl Refusal {
     /// An `InvalidRequest` refusal.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self {
-            fault_type: "InvalidRequest",
+            fault_type: FaultType::InvalidRequest,
             message: message.into(),
         }
     }
@@ -48,7 +48,7 @@ impl Refusal {
     /// An `InvalidArgument` refusal.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self {
-            fault_type: "InvalidArgument",
+            fault_type: FaultType::InvalidArgument,
             message: message.into(),
         }
     }

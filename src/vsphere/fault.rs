@@ -16,6 +16,46 @@ pub enum FaultProtocol {
     Plain,
 }
 
+/// The vim fault types the gateway answers with itself (a closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum FaultType {
+    /// The request is malformed or ambiguous (`vmodl.fault.InvalidRequest`).
+    InvalidRequest,
+    /// A parameter has a value that is refused (`vmodl.fault.InvalidArgument`).
+    InvalidArgument,
+    /// vCenter, or the audit log, cannot be reached (`HostCommunication`).
+    HostCommunication,
+    /// A policy refused the call (`RestrictedByAdministrator`).
+    RestrictedByAdministrator,
+    /// The gateway failed itself (`vmodl.fault.SystemError`).
+    SystemError,
+}
+
+impl FaultType {
+    /// The vim type name, as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "InvalidRequest",
+            Self::InvalidArgument => "InvalidArgument",
+            Self::HostCommunication => "HostCommunication",
+            Self::RestrictedByAdministrator => "RestrictedByAdministrator",
+            Self::SystemError => "SystemError",
+        }
+    }
+}
+
+impl std::fmt::Display for FaultType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FaultType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Content type of a SOAP fault or response.
 pub const SOAP_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 /// Content type of a VI/JSON fault or response.
@@ -79,9 +119,9 @@ impl VimFault {
     }
 
     /// A gateway-side fault (`InvalidRequest`, `HostCommunication`, ...) with a vcguard message key.
-    pub fn gateway(type_name: &str, key: &str, text: impl Into<String>) -> Self {
+    pub fn gateway(type_name: FaultType, key: &str, text: impl Into<String>) -> Self {
         Self {
-            type_name: type_name.into(),
+            type_name: type_name.as_str().into(),
             text: text.into(),
             message_key: Some(format!("vcguard.{key}")),
             fields: Vec::new(),

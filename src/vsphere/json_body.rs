@@ -14,6 +14,7 @@ use super::bodies::{
     ChangeLockdownModeBody, EnterMaintenanceModeBody, EvacMode, LOCKDOWN_MODES, LockdownMode,
     MaintenanceSpec, OBJECT_ACTIONS, ObjectAction, VsanMode,
 };
+use super::fault::FaultType;
 use super::guarded::{BodyKind, CarrierKind, GuardedMethods, body_kind};
 use super::indirect::{self, FoundAction, IndirectError, SoapArgument};
 use super::operation::{GuardedBody, GuardedCall, MoRef};
@@ -90,10 +91,12 @@ pub enum JsonBodyError {
 
 impl JsonBodyError {
     /// The vim fault type a client should get: `InvalidRequest` or `InvalidArgument`.
-    pub fn fault_type(&self) -> &'static str {
+    pub fn fault_type(&self) -> FaultType {
         match self {
-            Self::Json { .. } | Self::NotObject { .. } | Self::Indirect(_) => "InvalidRequest",
-            _ => "InvalidArgument",
+            Self::Json { .. } | Self::NotObject { .. } | Self::Indirect(_) => {
+                FaultType::InvalidRequest
+            }
+            _ => FaultType::InvalidArgument,
         }
     }
 }

@@ -11,6 +11,7 @@ use super::bodies::{
     ChangeLockdownModeBody, EnterMaintenanceModeBody, EvacMode, LOCKDOWN_MODES, LockdownMode,
     MaintenanceSpec, OBJECT_ACTIONS, ObjectAction, VsanMode, parse_bool_word, parse_decimal_i32,
 };
+use super::fault::FaultType;
 use super::guarded::{
     BodyKind, CarrierKind, GuardedMethods, MethodLookup, body_kind, carrier_kind,
     expected_target_type,
@@ -164,14 +165,14 @@ pub enum SoapError {
 
 impl SoapError {
     /// The vim fault type a client should get: `InvalidRequest` or `InvalidArgument`.
-    pub fn fault_type(&self) -> &'static str {
+    pub fn fault_type(&self) -> FaultType {
         match self {
             Self::BadValue { .. }
             | Self::MissingParameter { .. }
             | Self::UnknownParameter { .. }
             | Self::DuplicateParameter { .. }
-            | Self::Shape { .. } => "InvalidArgument",
-            _ => "InvalidRequest",
+            | Self::Shape { .. } => FaultType::InvalidArgument,
+            _ => FaultType::InvalidRequest,
         }
     }
 }

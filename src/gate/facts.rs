@@ -1,0 +1,134 @@
+//! What the steps learn about one request, carried in its extensions as one shared value: each
+//! fact is set once, by the step that learns it, and read by every later step and by the audit
+//! step on the way back (which no longer has the request).
+
+use std::sync::{Arc, OnceLock};
+
+use http::Request;
+
+use crate::gate::ticket::TicketFacts;
+use crate::identity::Caller;
+use crate::policy::{Decision, PolicySnapshot};
+use crate::vsphere::credentials::Credential;
+use crate::vsphere::fault::FaultProtocol;
+use crate::vsphere::operation::{Operation, Protocol};
+
+/// The facts of one request.
+pub struct Facts {
+    /// The policy set (and the guarded set it implies) this request is classified and decided under.
+    pub snapshot: Arc<PolicySnapshot>,
+    /// The protocol the client most likely spoke, from the path alone (before classification).
+    pub path_protocol: FaultProtocol,
+    credential: OnceLock<Option<Credential>>,
+    operation: OnceLock<Operation>,
+    caller: OnceLock<Caller>,
+    ticket: OnceLock<TicketFacts>,
+    decision: OnceLock<Arc<Decision>>,
+}
+
+impl Facts {
+    /// The facts of a request to `path`, decided under `snapshot`.
+    pub fn new(snapshot: Arc<PolicySnapshot>, path: &str) -> Self {
+        Self {
+            snapshot,
+            path_protocol: protocol_of_path(path),
+            credential: OnceLock::new(),
+            operation: OnceLock::new(),
+            caller: OnceLock::new(),
+            ticket: OnceLock::new(),
+            decision: OnceLock::new(),
+        }
+    }
+
+    /// The facts in `req`'s extensions (the audit step puts them there first).
+    pub fn of<B>(req: &Request<B>) -> Option<Arc<Facts>> {
+        req.extensions().get::<Arc<Facts>>().cloned()
+    }
+
+    /// The request's one credential (session header, SOAP cookie or `Authorization`), once classified.
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.get().and_then(Option::as_ref)
+    }
+
+    /// What call this is, once classified.
+    pub fn operation(&self) -> Option<&Operation> {
+        self.operation.get()
+    }
+
+    /// Who is calling, once identified.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.get()
+    }
+
+    /// The change ticket a guarded call carries, once checked.
+    pub fn ticket(&self) -> Option<&TicketFacts> {
+        self.ticket.get()
+    }
+
+    /// The policy decision on a guarded call, once decided.
+    pub fn decision(&self) -> Option<&Arc<Decision>> {
+        self.decision.get()
+    }
+
+    /// Whether the call is a guarded one.
+    pub fn is_guarded(&self) -> bool {
+        self.operation().is_some_and(Operation::is_guarded)
+    }
+
+    /// The protocol a fault for this request is rendered in.
+    pub fn fault_protocol(&self) -> FaultProtocol {
+        match self.operation().map(|op| op.protocol) {
+            Some(Protocol::Soap) => FaultProtocol::Soap,
+            Some(Protocol::VimJson) => FaultProtocol::Json,
+            _ => self.path_protocol,
+        }
+    }
+
+    /// Records the request's credential (classify).
+    pub fn set_credential(&self, credential: Option<Credential>) {
+        let _ = self.credential.set(credential);
+    }
+
+    /// Records what call this is (classify).
+    pub fn set_operation(&self, operation: Operation) {
+        let _ = self.operation.set(operation);
+    }
+
+    /// Records who is calling (identify).
+    pub fn set_caller(&self, caller: Caller) {
+        let _ = self.caller.set(caller);
+    }
+
+    /// Records the ticket facts (ticket).
+    pub fn set_ticket(&self, ticket: TicketFacts) {
+        let _ = self.ticket.set(ticket);
+    }
+
+    /// Records the decision (decide).
+    pub fn set_decision(&self, decision: Arc<Decision>) {
+        let _ = self.decision.set(decision);
+    }
+}
+
+impl std::fmt::Debug for Facts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential holds a session token: never printed.
+        f.debug_struct("Facts")
+            .field("policy_set", &self.snapshot.policies.hash())
+            .field("operation", &self.operation.get())
+            .field("caller", &self.caller.get())
+            .field("decision", &self.decision.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The protocol a client most likely spoke, from the path alone.
+pub fn protocol_of_path(path: &str) -> FaultProtocol {
+    if path.starts_with("/sdk/vim25/") {
+        FaultProtocol::Json
+    } else if path == "/sdk" || path.starts_with("/sdk/") {
+        FaultProtocol::Soap
+    } else {
+        FaultProtocol::Plain
+    }
+}
