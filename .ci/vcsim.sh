@@ -21,4 +21,5 @@ out="$(cd "$target/vcsim" && pwd)"
 echo "== building $out/vcsim ($(go version))"
 (cd tests/vcsim && GOPATH="$GOCODE" GO111MODULE=off go build -o "$out/vcsim.tmp" .)
 mv "$out/vcsim.tmp" "$out/vcsim"
+touch "$out/vcsim" # Go may reuse a cached link with an older time than main.go
 echo "built $out/vcsim"

@@ -60,6 +60,11 @@ fn find_or_build() -> Option<PathBuf> {
         .status()
         .is_ok_and(|status| status.success());
     if built && std::fs::rename(&tmp, &binary).is_ok() {
+        // Go may hand back a cached link with its old time: mark the binary as built now.
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&binary)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         Some(binary)
     } else {
         let _ = std::fs::remove_file(&tmp);
