@@ -28,10 +28,116 @@ pub struct DemoOptions {
     pub sim_listen: SocketAddr,
     /// The admin address.
     pub admin_listen: SocketAddr,
-    /// The policy directory.
-    pub policies: PathBuf,
-    /// The audit log file (default: in the demo's temporary directory).
+    /// The policy directory (default: `./policies` if present, else the shipped policies
+    /// built into the binary).
+    pub policies: Option<PathBuf>,
+    /// The audit log file (default: in the demo's own directory).
     pub audit: Option<PathBuf>,
+    /// Keep the demo's directory (keys, certificate, audit log) after it stops.
+    pub keep: bool,
+}
+
+/// Where the demo's policies come from (the banner says which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicySource {
+    /// A directory given with `--policies`.
+    Given(PathBuf),
+    /// `./policies` in the current directory.
+    CurrentDirectory(PathBuf),
+    /// The shipped policies built into the binary, written into the demo's directory.
+    Embedded(PathBuf),
+}
+
+impl PolicySource {
+    /// The directory the gateway loads (and watches for edits).
+    pub(crate) fn dir(&self) -> &Path {
+        match self {
+            Self::Given(dir) | Self::CurrentDirectory(dir) | Self::Embedded(dir) => dir,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Given(dir) => format!("{} (--policies)", dir.display()),
+            Self::CurrentDirectory(dir) => {
+                format!("{} (./policies in the current directory)", dir.display())
+            }
+            Self::Embedded(dir) => format!(
+                "{} (the shipped policies built into this binary: no ./policies here)",
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// The demo's own directory (`$TMPDIR/vcguard-demo-XXXXXXXX`, mode 0700), removed when dropped
+/// unless kept.
+pub(crate) struct DemoDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl DemoDir {
+    /// Creates a fresh directory under `parent` with a random name; never reuses one.
+    pub(crate) fn create(parent: &Path, keep: bool) -> Result<Self, DemoError> {
+        let mut last_error = None;
+        for _ in 0..16 {
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            let path = parent.join(format!("vcguard-demo-{}", &suffix[..8]));
+            match create_private_dir(&path) {
+                Ok(()) => return Ok(Self { path, keep }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_error = Some(e),
+                Err(source) => return Err(DemoError::Write { path, source }),
+            }
+        }
+        Err(DemoError::Write {
+            path: parent.to_owned(),
+            source: last_error.unwrap_or_else(|| std::io::Error::other("no free name")),
+        })
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Err(err) = std::fs::remove_dir_all(&self.path)
+        {
+            tracing::warn!(dir = %self.path.display(), error = %err, "cannot remove the demo directory");
+        }
+    }
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// Picks the policy directory: `--policies`, else `./policies` if it is a directory, else the
+/// embedded copy written to `demo_dir/policies`.
+pub(crate) fn choose_policies(
+    given: Option<&Path>,
+    demo_dir: &Path,
+) -> Result<PolicySource, DemoError> {
+    if let Some(dir) = given {
+        return Ok(PolicySource::Given(dir.to_owned()));
+    }
+    let local = Path::new("policies");
+    if local.is_dir() {
+        return Ok(PolicySource::CurrentDirectory(local.to_owned()));
+    }
+    let dir = demo_dir.join("policies");
+    crate::shipped_policies::write_to(&dir).map_err(|source| DemoError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(PolicySource::Embedded(dir))
 }
 
 /// Why the demo could not start.
@@ -64,6 +170,8 @@ pub enum DemoError {
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let demo_dir = DemoDir::create(&std::env::temp_dir(), options.keep)?;
+    let policies = choose_policies(options.policies.as_deref(), demo_dir.path())?;
     let sim = start(options.sim_listen, true, SimConfig::default()).await?;
     let sim_thumbprint = sim
         .certificate
@@ -72,15 +180,14 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let trust = sim_thumbprint.map_or(UpstreamTrust::InsecureSkipVerify, UpstreamTrust::Thumbprint);
 
     let gateway_cert = SelfSigned::generate(&["localhost", "127.0.0.1"])?;
-    let cert_dir = std::env::temp_dir().join("vcguard-demo");
-    let cert_path = cert_dir.join("gateway-cert.pem");
-    write_public_cert(&cert_dir, &cert_path, &gateway_cert.cert_pem)?;
+    let cert_path = demo_dir.path().join("gateway-cert.pem");
+    write_file(&cert_path, &gateway_cert.cert_pem)?;
 
-    let tickets = DemoTickets::create(&cert_dir)?;
+    let tickets = DemoTickets::create(demo_dir.path())?;
     let audit_path = options
         .audit
         .clone()
-        .unwrap_or_else(|| cert_dir.join("audit.jsonl"));
+        .unwrap_or_else(|| demo_dir.path().join("audit.jsonl"));
     let limits = ConnectionLimits::default();
     let gateway = Gateway::bind(GatewayParts {
         listen: options.listen,
@@ -92,7 +199,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         ),
         limits,
         classify: Default::default(),
-        policies: Arc::new(load_policies(&options.policies)?),
+        policies: Arc::new(load_policies(policies.dir())?),
         policy_poll: Some(Duration::from_secs(2)),
         identity: IdentitySection::default(),
         identity_token: None,
@@ -100,14 +207,15 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         audit: AuditConfig::new(&audit_path, audit_key(), "vcguard-demo"),
     })
     .await?;
-    print_banner(
-        &gateway,
-        &sim.base_url(),
-        &cert_path,
-        &options.policies,
-        &tickets,
-        &audit_path,
-    );
+    print_banner(&Banner {
+        gateway: &gateway,
+        sim_url: &sim.base_url(),
+        demo_dir: &demo_dir,
+        cert: &cert_path,
+        policies: &policies,
+        tickets: &tickets,
+        audit: &audit_path,
+    });
     gateway.run(crate::server::shutdown_signal()).await;
     sim.stop().await;
     Ok(())
@@ -173,26 +281,39 @@ fn write_file(path: &Path, text: &str) -> Result<(), DemoError> {
     })
 }
 
-fn write_public_cert(dir: &Path, path: &Path, pem: &str) -> Result<(), DemoError> {
-    std::fs::create_dir_all(dir).map_err(|source| DemoError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
-    write_file(path, pem)
+/// What the banner shows.
+struct Banner<'a> {
+    gateway: &'a Gateway,
+    sim_url: &'a str,
+    demo_dir: &'a DemoDir,
+    cert: &'a Path,
+    policies: &'a PolicySource,
+    tickets: &'a DemoTickets,
+    audit: &'a Path,
 }
 
-fn print_banner(
-    gateway: &Gateway,
-    sim_url: &str,
-    cert: &Path,
-    policies: &Path,
-    tickets: &DemoTickets,
-    audit: &Path,
-) {
+fn print_banner(banner: &Banner<'_>) {
+    let Banner {
+        gateway,
+        sim_url,
+        demo_dir,
+        cert,
+        policies,
+        tickets,
+        audit,
+    } = banner;
     let port = gateway.local_addr().port();
     let base = format!("https://localhost:{port}");
     let cert = cert.display();
     let vim = format!("{base}/sdk/vim25/8.0.3.0");
+    let dir_fate = if demo_dir.keep {
+        "kept after exit (--keep)"
+    } else {
+        "removed on exit; --keep keeps it"
+    };
+    let vcguard = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "vcguard".into());
     println!(
         r#"
 vcguard demo
@@ -201,6 +322,7 @@ vcguard demo
   admin        http://{admin}/healthz  /readyz  /metrics
   credentials  administrator@vsphere.local / VMware1!
   CA for curl  {cert}
+  demo files   {demo_dir}   ({dir_fate})
 
 Try it (copy-paste):
 
@@ -229,19 +351,61 @@ Try it (copy-paste):
   curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
     -d '{{"mode":"lockdownStrict"}}' {vim}/HostAccessManager/ham-21/ChangeLockdownMode
 
-Policies in force: {policies} (edit them; changes apply within seconds, invalid ones are rejected).
+Policies in force: {policies}
+  (edit them; changes apply within seconds, invalid ones are rejected)
 
 Audit log: {audit}
-  cargo run --release -- audit query {audit}
-  cargo run --release -- audit query {audit} --decision deny
-  cargo run --release -- audit verify {audit}
+  {vcguard} audit query {audit}
+  {vcguard} audit query {audit} --decision deny
+  {vcguard} audit verify {audit}
 
 Press Ctrl-C to stop.
 "#,
         admin = gateway.admin_addr(),
-        policies = policies.display(),
+        demo_dir = demo_dir.path().display(),
+        policies = policies.describe(),
         signed = tickets.host_21_ticket,
         audit = audit.display(),
         signing_key = tickets.signing_key.display(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_demo_directory_is_new_private_and_removed_unless_kept() {
+        let parent = tempfile::tempdir().expect("parent");
+        let first = DemoDir::create(parent.path(), false).expect("first");
+        let second = DemoDir::create(parent.path(), true).expect("second");
+        assert_ne!(first.path(), second.path());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(first.path())
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        let (removed, kept) = (first.path().to_owned(), second.path().to_owned());
+        std::fs::write(removed.join("audit.jsonl"), "x").expect("write");
+        drop(first);
+        drop(second);
+        assert!(!removed.exists());
+        assert!(kept.is_dir());
+    }
+
+    #[test]
+    fn a_given_policy_directory_wins() {
+        let demo = tempfile::tempdir().expect("demo dir");
+        let chosen =
+            choose_policies(Some(Path::new("/etc/vcguard/policies")), demo.path()).expect("choose");
+        assert_eq!(
+            chosen,
+            PolicySource::Given(PathBuf::from("/etc/vcguard/policies"))
+        );
+        assert!(!demo.path().join("policies").exists());
+    }
 }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reload;
 pub mod server;
+pub(crate) mod shipped_policies;
 pub mod sim;
 pub mod ticket;
 pub mod tls;

@@ -235,12 +235,16 @@ struct DemoArgs {
     /// Admin listen address.
     #[arg(long, default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
-    /// Cedar policy directory the demo enforces.
-    #[arg(long, default_value = "policies")]
-    policies: PathBuf,
-    /// Audit log file (default: in the demo's temporary directory).
+    /// Cedar policy directory the demo enforces (default: ./policies if present, else the
+    /// shipped policies built into this binary).
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// Audit log file (default: in the demo's own directory).
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Keep the demo's directory (certificate, keys, policies, audit log) after it stops.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn main() -> ExitCode {
@@ -335,6 +339,7 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         admin_listen: args.admin_listen,
         policies: args.policies,
         audit: args.audit,
+        keep: args.keep,
     })
     .await
     .map_err(|e| e.to_string())

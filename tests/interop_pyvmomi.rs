@@ -49,3 +49,108 @@ async fn pyvmomi_is_held_to_the_policies_through_the_gateway() {
         Some(true)
     );
 }
+
+/// Runs `tests/interop/pyvmomi_vcsim.py` against `port` and returns its step lines.
+async fn pyvmomi_vcsim_steps(python: &str, port: u16) -> Vec<String> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/pyvmomi_vcsim.py"
+    );
+    let output = tokio::process::Command::new(python)
+        .args([
+            script,
+            "127.0.0.1",
+            &port.to_string(),
+            ADMIN_USER,
+            ADMIN_PASSWORD,
+            "CHG0012345",
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("DONE"),
+        "pyVmomi script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| *l != "DONE")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
+async fn pyvmomi_sees_vcsim_the_same_through_the_gateway_except_refusals() {
+    let Some(binary) = common::vcsim::vcsim_binary() else {
+        eprintln!("{}", common::vcsim::SKIP_MESSAGE);
+        return;
+    };
+    let python = std::env::var("VCGUARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let direct_sim = common::vcsim::Vcsim::start(&binary);
+    let guarded_sim = common::vcsim::Vcsim::start(&binary);
+    let gateway = common::vcsim::ServedGateway::start(
+        &guarded_sim.base,
+        common::vcsim::UpstreamPin::Thumbprint(&guarded_sim.thumbprint),
+    );
+    let port = |base: &str| {
+        base.rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("port")
+    };
+    let direct = pyvmomi_vcsim_steps(&python, port(&direct_sim.base)).await;
+    let through = pyvmomi_vcsim_steps(&python, gateway.addr.port()).await;
+    println!(
+        "direct:\n{}\nthrough the gateway:\n{}",
+        direct.join("\n"),
+        through.join("\n")
+    );
+
+    // What the gateway must answer differently; every other line is identical.
+    let refused = [
+        (
+            "EnterMaintenanceMode_Task without a ticket: task success",
+            "EnterMaintenanceMode_Task without a ticket: fault RestrictedByAdministrator (maintenance-needs-ticket)",
+        ),
+        (
+            "inMaintenanceMode after it: True",
+            "inMaintenanceMode after it: False",
+        ),
+        (
+            "ChangeLockdownMode lockdownStrict: fault ManagedObjectNotFound",
+            "ChangeLockdownMode lockdownStrict: fault RestrictedByAdministrator (lockdown-no-strict)",
+        ),
+    ];
+    assert_eq!(direct.len(), through.len(), "{direct:#?}\n{through:#?}");
+    for (want, got) in direct.iter().zip(&through) {
+        match refused.iter().find(|(d, _)| d == want) {
+            Some((_, gateway_answer)) => assert_eq!(got, gateway_answer),
+            None => assert_eq!(got, want, "pyVmomi through the gateway"),
+        }
+    }
+    for (direct_line, _) in refused {
+        assert!(
+            direct.iter().any(|l| l == direct_line),
+            "direct: {direct:#?}"
+        );
+    }
+    // Both ExitMaintenanceMode_Task calls come after the refused ones: once they are in the
+    // simulator's log, so would the refused calls be.
+    let calls = guarded_sim.calls_after("ExitMaintenanceMode_Task", 2).await;
+    assert_eq!(
+        calls.iter().filter(|c| *c == "ChangeLockdownMode").count(),
+        0,
+        "strict lockdown reached vcsim: {calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| *c == "EnterMaintenanceMode_Task")
+            .count(),
+        1,
+        "only the ticketed maintenance call reached vcsim: {calls:?}"
+    );
+}
