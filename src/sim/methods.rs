@@ -73,11 +73,13 @@ enum Step {
 /// something changes, as on vCenter (bounded only by [`LONG_POLL_LIMIT`]).
 pub(crate) async fn invoke(sim: &SimInner, call: &Call<'_>) -> Result<Outcome, VimFault> {
     let started = Instant::now();
+    let mut first = true;
     loop {
         let step = {
             let mut state = lock(&sim.state);
-            call_once(&mut state, call)?
+            call_once(&mut state, call, first)?
         };
+        first = false;
         match step {
             Step::Done(outcome) => return Ok(outcome),
             Step::NoUpdatesYet { wait, legacy } => {
@@ -144,8 +146,9 @@ fn reads_only_current_session(args: Args<'_>) -> bool {
         })
 }
 
-/// Runs a call once under the state lock.
-fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
+/// Runs a call once under the state lock; `first` counts it as a call of the session (a waiting
+/// call looks again without counting).
+fn call_once(state: &mut SimState, call: &Call<'_>, first: bool) -> Result<Step, VimFault> {
     state.inventory.complete_due_tasks();
     let session: Option<Session> = call
         .token
@@ -153,7 +156,8 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
         .and_then(|t| state.inventory.sessions.get(t))
         .cloned();
     match (&session, &call.token) {
-        (Some(_), Some(token)) => state.inventory.sessions.touch(token),
+        (Some(_), Some(token)) if first => state.inventory.sessions.touch(token),
+        (Some(_), Some(_)) => {}
         _ if allowed_without_session(call) => {}
         _ => return Err(faults::not_authenticated(&call.target)),
     }
