@@ -222,6 +222,10 @@ struct SimArgs {
     /// Extra user as NAME:PASSWORD (repeatable); administrator@vsphere.local:VMware1! always exists.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     users: Vec<String>,
+    /// Seconds each task (maintenance mode, VM power, datastore search) runs before it
+    /// succeeds; 0 completes tasks at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    task_duration_secs: u64,
 }
 
 #[derive(Args)]
@@ -327,7 +331,8 @@ async fn sim(args: SimArgs) -> Result<(), String> {
                 .ok_or_else(|| format!("--user {spec}: expected NAME:PASSWORD"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    vcguard::sim::server::run_standalone(args.listen, !args.plain, users)
+    let task_duration = std::time::Duration::from_secs(args.task_duration_secs);
+    vcguard::sim::server::run_standalone(args.listen, !args.plain, users, task_duration)
         .await
         .map_err(|e| e.to_string())
 }

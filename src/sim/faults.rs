@@ -79,3 +79,23 @@ pub(crate) fn invalid_property(name: &str) -> VimFault {
     VimFault::new("InvalidProperty", format!("Invalid property: '{name}'"))
         .with_field("name", FaultField::Text(name.into()))
 }
+
+/// `InvalidPowerState` for powering a VM on (off) that already is.
+pub(crate) fn invalid_power_state(powered_on: bool) -> VimFault {
+    let existing = if powered_on {
+        "poweredOn"
+    } else {
+        "poweredOff"
+    };
+    let requested = if powered_on {
+        "poweredOff"
+    } else {
+        "poweredOn"
+    };
+    VimFault::new(
+        "InvalidPowerState",
+        format!("The attempted operation cannot be performed in the current state ({existing})."),
+    )
+    .with_field("requestedState", FaultField::Text(requested.into()))
+    .with_field("existingState", FaultField::Text(existing.into()))
+}

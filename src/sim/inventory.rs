@@ -1,20 +1,23 @@
 //! The simulated inventory: its objects, their state and their properties.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::vsphere::fault::VimFault;
 
+use super::entities::{self, DATASTORE, DATASTORE_BROWSER, DATASTORE_NAME, RESOURCE_POOL, VmState};
+use super::events::{EventEntity, EventLog, NewEvent, event_description};
 use super::faults;
 use super::property_collector::FilterRecord;
-use super::sessions::Session;
+use super::session_objects::{CollectorRecord, EventCollectorRecord, ListViewRecord};
+use super::sessions::{Session, SessionTable};
+use super::tasks::{NewTask, TaskEffect, TaskTable};
 use super::value::{MoRef, VimValue, now_rfc3339};
 
 /// API version the simulator reports (as vcsim does in the recorded session).
 pub(crate) const API_VERSION: &str = "8.0.3.0";
-/// Most finished tasks remembered; older ones are forgotten.
-const MAX_TASKS: usize = 10_000;
 /// Most container views and property filters kept across all sessions.
 pub(crate) const MAX_SESSION_OBJECTS: usize = 20_000;
 /// The lockdown modes `ChangeLockdownMode` accepts.
@@ -29,6 +32,10 @@ const DATACENTER: &str = "datacenter-1";
 const HOST_FOLDER: &str = "group-h4";
 /// The only cluster.
 const CLUSTER: &str = "domain-c7";
+/// The datacenter's VM folder.
+const VM_FOLDER: &str = "group-v3";
+/// The datacenter's datastore folder.
+const DATASTORE_FOLDER: &str = "group-s5";
 
 /// State of one simulated ESXi host.
 #[derive(Debug, Clone)]
@@ -43,25 +50,6 @@ pub(crate) struct HostState {
     pub(crate) in_maintenance: bool,
     /// Current `HostLockdownMode` value.
     pub(crate) lockdown_mode: String,
-}
-
-/// A finished task.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskRecord {
-    /// moId, e.g. `task-101`.
-    id: String,
-    /// Method that created it, e.g. `EnterMaintenanceMode_Task`.
-    name: String,
-    /// Description id, e.g. `HostSystem.enterMaintenanceMode`.
-    description_id: String,
-    /// The object the task ran on.
-    entity: MoRef,
-    /// That object's name.
-    entity_name: String,
-    /// The user who started it.
-    user_name: String,
-    /// When it was queued, started and completed (all the same instant).
-    time: String,
 }
 
 /// A container view created by a session.
@@ -82,14 +70,28 @@ pub(crate) struct ViewRecord {
 pub(crate) struct Inventory {
     /// The hosts of the cluster.
     pub(crate) hosts: Vec<HostState>,
-    tasks: BTreeMap<u64, TaskRecord>,
-    next_task: u64,
+    /// The virtual machines.
+    pub(crate) vms: Vec<VmState>,
+    /// Running and finished tasks.
+    pub(crate) tasks: TaskTable,
+    /// The event log.
+    pub(crate) events: EventLog,
     /// Container views by moId.
     pub(crate) views: BTreeMap<String, ViewRecord>,
+    /// List views by moId.
+    pub(crate) list_views: BTreeMap<String, ListViewRecord>,
+    /// Session-created property collectors by moId.
+    pub(crate) collectors: BTreeMap<String, CollectorRecord>,
+    /// Event history collectors by moId.
+    pub(crate) event_collectors: BTreeMap<String, EventCollectorRecord>,
     /// Property filters by moId.
     pub(crate) filters: BTreeMap<String, FilterRecord>,
-    /// Update version per session key, for `WaitForUpdates`.
-    pub(crate) update_versions: HashMap<String, u64>,
+    /// Logged-in sessions.
+    pub(crate) sessions: SessionTable,
+    /// Bytes uploaded to the datastore (for its free space).
+    pub(crate) datastore_used: u64,
+    /// Update version per (session key, collector moId), for `WaitForUpdates`.
+    pub(crate) update_versions: HashMap<(String, String), u64>,
     boot_time: String,
 }
 
@@ -107,9 +109,15 @@ impl Default for Inventory {
             .collect();
         Self {
             hosts,
-            tasks: BTreeMap::new(),
-            next_task: 101,
+            sessions: SessionTable::new(Vec::new()),
+            datastore_used: 0,
+            vms: entities::initial_vms(),
+            tasks: TaskTable::new(Duration::ZERO),
+            events: EventLog::default(),
             views: BTreeMap::new(),
+            list_views: BTreeMap::new(),
+            collectors: BTreeMap::new(),
+            event_collectors: BTreeMap::new(),
             filters: BTreeMap::new(),
             update_versions: HashMap::new(),
             boot_time: now_rfc3339(),
@@ -124,13 +132,21 @@ pub(crate) fn is_a(actual: &str, wanted: &str) -> bool {
     }
     let entity = matches!(
         actual,
-        "Folder" | "Datacenter" | "ClusterComputeResource" | "ComputeResource" | "HostSystem"
+        "Folder"
+            | "Datacenter"
+            | "ClusterComputeResource"
+            | "ComputeResource"
+            | "HostSystem"
+            | "VirtualMachine"
+            | "Datastore"
+            | "ResourcePool"
     );
     match wanted {
         "ManagedEntity" => entity,
         "ExtensibleManagedObject" => entity || actual == "Task",
         "ComputeResource" => actual == "ClusterComputeResource",
-        "ManagedObjectView" | "View" => actual == "ContainerView",
+        "ManagedObjectView" | "View" => matches!(actual, "ContainerView" | "ListView"),
+        "HistoryCollector" => actual == "EventHistoryCollector",
         _ => false,
     }
 }
@@ -163,9 +179,14 @@ impl Inventory {
             "SessionManager" => Some("SessionManager"),
             "propertyCollector" => Some("PropertyCollector"),
             "ViewManager" => Some("ViewManager"),
-            ROOT_FOLDER | HOST_FOLDER | "group-v3" | "group-s5" | "group-n6" => Some("Folder"),
+            "TaskManager" => Some("TaskManager"),
+            "EventManager" => Some("EventManager"),
+            ROOT_FOLDER | HOST_FOLDER | VM_FOLDER | DATASTORE_FOLDER | "group-n6" => Some("Folder"),
             DATACENTER => Some("Datacenter"),
             CLUSTER => Some("ClusterComputeResource"),
+            RESOURCE_POOL => Some("ResourcePool"),
+            DATASTORE => Some("Datastore"),
+            DATASTORE_BROWSER => Some("HostDatastoreBrowser"),
             _ => None,
         };
         if fixed.is_some() {
@@ -177,12 +198,46 @@ impl Inventory {
         if self.hosts.iter().any(|h| h.ham_id == id) {
             return Some("HostAccessManager");
         }
-        if self.task(id).is_some() {
+        if self.vms.iter().any(|v| v.id == id) {
+            return Some("VirtualMachine");
+        }
+        if let Some(host) = id.strip_prefix(ESXCLI_EXECUTER_PREFIX)
+            && self.host(host).is_some()
+        {
+            return Some("ReflectManagedMethodExecuter");
+        }
+        if let Some(host) = id.strip_prefix(DYNAMIC_TYPE_MANAGER_PREFIX)
+            && self.host(host).is_some()
+        {
+            return Some("InternalDynamicTypeManager");
+        }
+        if self.tasks.get(id).is_some() {
             return Some("Task");
         }
         let owned = |owner: &str| session_key == Some(owner);
         if self.views.get(id).is_some_and(|v| owned(&v.session_key)) {
             return Some("ContainerView");
+        }
+        if self
+            .list_views
+            .get(id)
+            .is_some_and(|v| owned(&v.session_key))
+        {
+            return Some("ListView");
+        }
+        if self
+            .collectors
+            .get(id)
+            .is_some_and(|c| owned(&c.session_key))
+        {
+            return Some("PropertyCollector");
+        }
+        if self
+            .event_collectors
+            .get(id)
+            .is_some_and(|c| owned(&c.session_key))
+        {
+            return Some("EventHistoryCollector");
         }
         if self.filters.get(id).is_some_and(|f| owned(&f.session_key)) {
             return Some("PropertyFilter");
@@ -195,40 +250,103 @@ impl Inventory {
         self.object_type(id, session_key).map(|t| MoRef::new(t, id))
     }
 
-    /// The task `id`.
-    fn task(&self, id: &str) -> Option<&TaskRecord> {
-        let n: u64 = id.strip_prefix("task-")?.parse().ok()?;
-        self.tasks.get(&n).filter(|t| t.id == id)
+    /// Queues a task; with no task duration it completes (and takes effect) at once.
+    pub(crate) fn start_task(&mut self, task: NewTask) -> MoRef {
+        let reference = self.tasks.start(task);
+        self.complete_due_tasks();
+        reference
     }
 
-    /// Records a task that ran at once and succeeded; returns its reference.
-    pub(crate) fn add_task(
-        &mut self,
-        method: &str,
-        description_id: &str,
-        entity: MoRef,
-        entity_name: &str,
-        user_name: &str,
-    ) -> MoRef {
-        let n = self.next_task;
-        self.next_task += 1;
-        let id = format!("task-{n}");
-        self.tasks.insert(
-            n,
-            TaskRecord {
-                id: id.clone(),
-                name: method.into(),
-                description_id: description_id.into(),
-                entity,
-                entity_name: entity_name.into(),
-                user_name: user_name.into(),
-                time: now_rfc3339(),
-            },
-        );
-        while self.tasks.len() > MAX_TASKS {
-            self.tasks.pop_first();
+    /// Completes every task whose time is up and applies its effect, logging the events.
+    pub(crate) fn complete_due_tasks(&mut self) {
+        for (effect, user) in self.tasks.complete_due() {
+            self.apply(&effect, &user);
         }
-        MoRef::new("Task", id)
+    }
+
+    /// Applies a completed task's effect.
+    fn apply(&mut self, effect: &TaskEffect, user: &str) {
+        let datacenter = Some(EventEntity {
+            name: "Datacenter".into(),
+            obj: MoRef::new("Datacenter", DATACENTER),
+        });
+        match effect {
+            TaskEffect::None => {}
+            TaskEffect::HostMaintenance { host, enter } => {
+                let Some(state) = self.host_mut(host) else {
+                    return;
+                };
+                state.in_maintenance = *enter;
+                let name = state.name.clone();
+                let (type_name, message) = if *enter {
+                    (
+                        "EnteredMaintenanceModeEvent",
+                        format!("Host {name} in Datacenter has entered maintenance mode"),
+                    )
+                } else {
+                    (
+                        "ExitMaintenanceModeEvent",
+                        format!("Host {name} in Datacenter has exited maintenance mode"),
+                    )
+                };
+                self.events.record(NewEvent {
+                    type_name,
+                    user_name: user.into(),
+                    message,
+                    datacenter,
+                    host: Some(EventEntity {
+                        name,
+                        obj: MoRef::new("HostSystem", host),
+                    }),
+                    ..NewEvent::default()
+                });
+            }
+            TaskEffect::VmPower { vm, on } => {
+                let Some(state) = self.vms.iter_mut().find(|v| v.id == *vm) else {
+                    return;
+                };
+                state.powered_on = *on;
+                let (vm_name, host_id) = (state.name.clone(), state.host.clone());
+                let host_name = self
+                    .host(&host_id)
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default();
+                let (type_name, verb) = if *on {
+                    ("VmPoweredOnEvent", "powered on")
+                } else {
+                    ("VmPoweredOffEvent", "powered off")
+                };
+                self.events.record(NewEvent {
+                    type_name,
+                    user_name: user.into(),
+                    message: format!("{vm_name} on {host_name} in Datacenter is {verb}"),
+                    datacenter,
+                    host: Some(EventEntity {
+                        name: host_name,
+                        obj: MoRef::new("HostSystem", host_id),
+                    }),
+                    vm: Some(EventEntity {
+                        name: vm_name,
+                        obj: MoRef::new("VirtualMachine", vm),
+                    }),
+                    ..NewEvent::default()
+                });
+            }
+        }
+    }
+
+    /// The VM `id`.
+    pub(crate) fn vm(&self, id: &str) -> Option<&VmState> {
+        self.vms.iter().find(|v| v.id == id)
+    }
+
+    /// References to every VM, on host `host` only when given.
+    fn vm_refs(&self, host: Option<&str>) -> Vec<MoRef> {
+        self.vms
+            .iter()
+            .filter(|v| host.is_none_or(|h| v.host == h))
+            .map(|v| MoRef::new("VirtualMachine", &v.id))
+            .collect()
     }
 
     /// A new moId for a session-owned object, in vCenter's `session[key]uuid` form.
@@ -238,14 +356,24 @@ impl Inventory {
 
     /// Whether more session-owned objects may be created.
     pub(crate) fn has_room_for_session_object(&self) -> bool {
-        self.views.len() + self.filters.len() < MAX_SESSION_OBJECTS
+        self.views.len()
+            + self.filters.len()
+            + self.list_views.len()
+            + self.collectors.len()
+            + self.event_collectors.len()
+            < MAX_SESSION_OBJECTS
     }
 
     /// Forgets the views, filters and update version of a session that ended.
     pub(crate) fn drop_session_objects(&mut self, session_key: &str) {
         self.views.retain(|_, v| v.session_key != session_key);
         self.filters.retain(|_, f| f.session_key != session_key);
-        self.update_versions.remove(session_key);
+        self.list_views.retain(|_, v| v.session_key != session_key);
+        self.collectors.retain(|_, c| c.session_key != session_key);
+        self.event_collectors
+            .retain(|_, c| c.session_key != session_key);
+        self.update_versions
+            .retain(|(key, _), _| key != session_key);
     }
 
     /// Direct children of `id` in the inventory tree.
@@ -253,12 +381,14 @@ impl Inventory {
         match id {
             ROOT_FOLDER => vec![MoRef::new("Datacenter", DATACENTER)],
             DATACENTER => vec![
-                MoRef::new("Folder", "group-v3"),
+                MoRef::new("Folder", VM_FOLDER),
                 MoRef::new("Folder", HOST_FOLDER),
-                MoRef::new("Folder", "group-s5"),
+                MoRef::new("Folder", DATASTORE_FOLDER),
                 MoRef::new("Folder", "group-n6"),
             ],
             HOST_FOLDER => vec![MoRef::new("ClusterComputeResource", CLUSTER)],
+            VM_FOLDER => self.vm_refs(None),
+            DATASTORE_FOLDER => vec![MoRef::new("Datastore", DATASTORE)],
             CLUSTER => self.host_refs(),
             _ => Vec::new(),
         }
@@ -341,10 +471,18 @@ impl Inventory {
                 ),
             ],
             "SessionManager" => vec![
+                (
+                    "sessionList",
+                    Some(VimValue::Array("UserSession", self.sessions.values())),
+                ),
                 ("currentSession", session.map(Session::to_value)),
                 ("defaultLocale", Some(VimValue::str("en"))),
                 (
                     "messageLocaleList",
+                    Some(VimValue::Array("string", vec![VimValue::str("en")])),
+                ),
+                (
+                    "supportedLocaleList",
                     Some(VimValue::Array("string", vec![VimValue::str("en")])),
                 ),
             ],
@@ -355,10 +493,68 @@ impl Inventory {
                         .iter()
                         .filter(|(_, f)| {
                             Some(f.session_key.as_str()) == session.map(|s| s.key.as_str())
+                                && f.collector == id
                         })
                         .map(|(id, _)| MoRef::new("PropertyFilter", id.as_str())),
                 )),
             )],
+            "TaskManager" => vec![
+                ("recentTask", Some(VimValue::morefs(self.tasks.recent()))),
+                ("maxCollector", Some(VimValue::Int(32))),
+            ],
+            "EventManager" => vec![
+                ("description", Some(event_description())),
+                ("latestEvent", self.events.newest()),
+                ("maxCollector", Some(VimValue::Int(32))),
+            ],
+            "EventHistoryCollector" => match self.event_collectors.get(id) {
+                Some(c) => vec![(
+                    "latestPage",
+                    Some(VimValue::Array(
+                        "Event",
+                        self.events.latest(c.entity.as_ref(), c.page_size),
+                    )),
+                )],
+                None => Vec::new(),
+            },
+            "ListView" => match self.list_views.get(id) {
+                Some(view) => vec![("view", Some(VimValue::morefs(view.objects.clone())))],
+                None => Vec::new(),
+            },
+            "VirtualMachine" => match self.vm(id) {
+                Some(vm) => {
+                    let mut props =
+                        entity_properties(&vm.name, Some(MoRef::new("Folder", VM_FOLDER)));
+                    props.extend(entities::vm_properties(vm));
+                    props
+                }
+                None => Vec::new(),
+            },
+            "Datastore" => {
+                let mut props =
+                    entity_properties(DATASTORE_NAME, Some(MoRef::new("Folder", DATASTORE_FOLDER)));
+                props.extend(entities::datastore_properties(
+                    &self.host_refs(),
+                    &self.vm_refs(None),
+                    i64::try_from(self.datastore_used).unwrap_or(i64::MAX),
+                ));
+                props
+            }
+            "HostDatastoreBrowser" => vec![(
+                "datastore",
+                Some(VimValue::morefs([MoRef::new("Datastore", DATASTORE)])),
+            )],
+            "ResourcePool" => {
+                let mut props = entity_properties(
+                    "Resources",
+                    Some(MoRef::new("ClusterComputeResource", CLUSTER)),
+                );
+                props.extend(entities::resource_pool_properties(
+                    MoRef::new("ClusterComputeResource", CLUSTER),
+                    &self.vm_refs(None),
+                ));
+                props
+            }
             "ViewManager" => vec![(
                 "viewList",
                 Some(VimValue::morefs(
@@ -392,9 +588,9 @@ impl Inventory {
                 )],
                 None => Vec::new(),
             },
-            "Task" => match self.task(id) {
+            "Task" => match self.tasks.get(id) {
                 Some(task) => vec![
-                    ("info", Some(task_info(task))),
+                    ("info", Some(task.info())),
                     (
                         "value",
                         Some(VimValue::Array("CustomFieldValue", Vec::new())),
@@ -426,9 +622,9 @@ impl Inventory {
         let (name, parent) = match id {
             ROOT_FOLDER => ("Datacenters", None),
             DATACENTER => ("Datacenter", Some(MoRef::new("Folder", ROOT_FOLDER))),
-            "group-v3" => ("vm", Some(MoRef::new("Datacenter", DATACENTER))),
+            VM_FOLDER => ("vm", Some(MoRef::new("Datacenter", DATACENTER))),
             HOST_FOLDER => ("host", Some(MoRef::new("Datacenter", DATACENTER))),
-            "group-s5" => ("datastore", Some(MoRef::new("Datacenter", DATACENTER))),
+            DATASTORE_FOLDER => ("datastore", Some(MoRef::new("Datacenter", DATACENTER))),
             "group-n6" => ("network", Some(MoRef::new("Datacenter", DATACENTER))),
             CLUSTER => ("Cluster", Some(MoRef::new("Folder", HOST_FOLDER))),
             _ => return Vec::new(),
@@ -439,27 +635,31 @@ impl Inventory {
         };
         match id {
             DATACENTER => props.extend([
-                ("vmFolder", Some(VimValue::moref("Folder", "group-v3"))),
+                ("vmFolder", Some(VimValue::moref("Folder", VM_FOLDER))),
                 ("hostFolder", Some(VimValue::moref("Folder", HOST_FOLDER))),
                 (
                     "datastoreFolder",
-                    Some(VimValue::moref("Folder", "group-s5")),
+                    Some(VimValue::moref("Folder", DATASTORE_FOLDER)),
                 ),
                 ("networkFolder", Some(VimValue::moref("Folder", "group-n6"))),
-                ("datastore", Some(VimValue::morefs([]))),
+                ("datastore", Some(datastores())),
                 ("network", Some(VimValue::morefs([]))),
             ]),
             CLUSTER => props.extend([
                 ("host", Some(VimValue::morefs(self.host_refs()))),
-                ("datastore", Some(VimValue::morefs([]))),
+                (
+                    "resourcePool",
+                    Some(VimValue::moref("ResourcePool", RESOURCE_POOL)),
+                ),
+                ("datastore", Some(datastores())),
                 ("network", Some(VimValue::morefs([]))),
             ]),
             _ => {
                 let child_type = match id {
                     ROOT_FOLDER => strings(&["Folder", "Datacenter"]),
-                    "group-v3" => strings(&["Folder", "VirtualMachine", "VirtualApp"]),
+                    VM_FOLDER => strings(&["Folder", "VirtualMachine", "VirtualApp"]),
                     HOST_FOLDER => strings(&["Folder", "ComputeResource"]),
-                    "group-s5" => strings(&["Folder", "Datastore", "StoragePod"]),
+                    DATASTORE_FOLDER => strings(&["Folder", "Datastore", "StoragePod"]),
                     _ => strings(&["Folder", "Network", "DistributedVirtualSwitch"]),
                 };
                 props.extend([
@@ -495,6 +695,7 @@ impl Inventory {
             "HostListSummary",
             vec![
                 ("host", host_ref.clone()),
+                ("hardware", entities::host_hardware(&host.id)),
                 ("runtime", runtime.clone()),
                 (
                     "config",
@@ -511,7 +712,14 @@ impl Inventory {
                 ),
                 (
                     "quickStats",
-                    VimValue::Data("HostListSummaryQuickStats", Vec::new()),
+                    VimValue::Data(
+                        "HostListSummaryQuickStats",
+                        vec![
+                            ("overallCpuUsage", VimValue::Int(1200)),
+                            ("overallMemoryUsage", VimValue::Int(8192)),
+                            ("uptime", VimValue::Int(86_400)),
+                        ],
+                    ),
                 ),
                 (
                     "overallStatus",
@@ -551,8 +759,8 @@ impl Inventory {
             ("summary", Some(summary)),
             ("config", Some(config)),
             ("configManager", Some(config_manager)),
-            ("vm", Some(VimValue::morefs([]))),
-            ("datastore", Some(VimValue::morefs([]))),
+            ("vm", Some(VimValue::morefs(self.vm_refs(Some(&host.id))))),
+            ("datastore", Some(datastores())),
             ("network", Some(VimValue::morefs([]))),
         ]);
         props
@@ -568,6 +776,16 @@ impl Inventory {
         self.host_by_ham(ham_id).map(|h| h.lockdown_mode.clone())
     }
 }
+
+/// The datastores every host, the cluster and the datacenter see.
+fn datastores() -> VimValue {
+    VimValue::morefs([MoRef::new("Datastore", DATASTORE)])
+}
+
+/// moId prefix of a host's esxcli method executer (`ha-managed-method-executer-host-21`).
+pub(crate) const ESXCLI_EXECUTER_PREFIX: &str = "ha-managed-method-executer-";
+/// moId prefix of a host's dynamic type manager.
+pub(crate) const DYNAMIC_TYPE_MANAGER_PREFIX: &str = "ha-dynamic-type-manager-";
 
 /// The properties every managed entity has.
 fn entity_properties(name: &str, parent: Option<MoRef>) -> Vec<(&'static str, Option<VimValue>)> {
@@ -591,35 +809,6 @@ fn entity_properties(name: &str, parent: Option<MoRef>) -> Vec<(&'static str, Op
             Some(VimValue::Array("CustomFieldDef", Vec::new())),
         ),
     ]
-}
-
-/// A task's `TaskInfo`.
-fn task_info(task: &TaskRecord) -> VimValue {
-    VimValue::Data(
-        "TaskInfo",
-        vec![
-            ("key", VimValue::str(&task.id)),
-            ("task", VimValue::moref("Task", &task.id)),
-            ("name", VimValue::str(&task.name)),
-            ("descriptionId", VimValue::str(&task.description_id)),
-            ("entity", VimValue::MoRef(task.entity.clone())),
-            ("entityName", VimValue::str(&task.entity_name)),
-            ("state", VimValue::enumv("TaskInfoState", "success")),
-            ("cancelled", VimValue::Bool(false)),
-            ("cancelable", VimValue::Bool(false)),
-            (
-                "reason",
-                VimValue::Data(
-                    "TaskReasonUser",
-                    vec![("userName", VimValue::str(&task.user_name))],
-                ),
-            ),
-            ("queueTime", VimValue::DateTime(task.time.clone())),
-            ("startTime", VimValue::DateTime(task.time.clone())),
-            ("completeTime", VimValue::DateTime(task.time.clone())),
-            ("eventChainId", VimValue::Int(0)),
-        ],
-    )
 }
 
 /// `AboutInfo` of the simulated ESXi hosts.

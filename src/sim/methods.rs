@@ -5,15 +5,23 @@ use std::time::{Duration, Instant};
 use crate::vsphere::fault::VimFault;
 
 use super::args::Args;
+use super::datastore_search;
+use super::entities::{DATASTORE, DATASTORE_NAME};
+use super::esxcli;
+use super::events::NewEvent;
 use super::faults;
 use super::inventory::{Inventory, LOCKDOWN_MODES, ViewRecord, is_a, service_content};
 use super::property_collector::{self, FilterRecord};
+use super::session_objects;
 use super::sessions::Session;
+use super::tasks::{NewTask, TaskEffect};
 use super::value::{MoRef, VimValue, now_rfc3339};
 use super::{SimInner, SimState, lock};
 
-/// Longest a `WaitForUpdates` call waits for a change.
-const MAX_UPDATE_WAIT: Duration = Duration::from_secs(60);
+/// Longest any `WaitForUpdates`/`WaitForUpdatesEx` call waits for a change, even one that
+/// vCenter would hold open indefinitely (no `maxWaitSeconds`): a safety bound so an abandoned
+/// long poll cannot hold a simulator task forever.
+const LONG_POLL_LIMIT: Duration = Duration::from_secs(3600);
 /// How often a waiting `WaitForUpdates` call looks for changes.
 const UPDATE_POLL: Duration = Duration::from_millis(100);
 
@@ -51,21 +59,32 @@ pub(crate) enum Outcome {
 /// One pass over a call: done, or no updates yet for a waiting call.
 enum Step {
     Done(Outcome),
-    NoUpdatesYet { wait: Duration, legacy: bool },
+    /// Nothing changed yet: look again until `wait` (`None`: until a change) has passed.
+    NoUpdatesYet {
+        wait: Option<Duration>,
+        legacy: bool,
+    },
 }
 
 /// Runs a call, waiting (without holding the state lock) when `WaitForUpdates` has nothing yet.
+///
+/// `WaitForUpdatesEx` with `maxWaitSeconds` answers "no updates" (an empty return) once that
+/// time has passed; without it, and for the legacy `WaitForUpdates`, the call is held open until
+/// something changes, as on vCenter (bounded only by [`LONG_POLL_LIMIT`]).
 pub(crate) async fn invoke(sim: &SimInner, call: &Call<'_>) -> Result<Outcome, VimFault> {
     let started = Instant::now();
+    let mut first = true;
     loop {
         let step = {
             let mut state = lock(&sim.state);
-            call_once(&mut state, call)?
+            call_once(&mut state, call, first)?
         };
+        first = false;
         match step {
             Step::Done(outcome) => return Ok(outcome),
             Step::NoUpdatesYet { wait, legacy } => {
-                if started.elapsed() >= wait {
+                let limit = wait.unwrap_or(LONG_POLL_LIMIT).min(LONG_POLL_LIMIT);
+                if started.elapsed() >= limit {
                     if !legacy {
                         return Ok(Outcome::Void);
                     }
@@ -73,15 +92,17 @@ pub(crate) async fn invoke(sim: &SimInner, call: &Call<'_>) -> Result<Outcome, V
                     let key = call
                         .token
                         .as_deref()
-                        .and_then(|t| state.sessions.get(t))
+                        .and_then(|t| state.inventory.sessions.get(t))
                         .map(|s| s.key.clone())
                         .unwrap_or_default();
                     return Ok(Outcome::Value(property_collector::empty_update_set(
                         &state.inventory,
                         &key,
+                        &call.target.value,
                     )));
                 }
-                tokio::time::sleep(UPDATE_POLL).await;
+                let left = limit.saturating_sub(started.elapsed());
+                tokio::time::sleep(UPDATE_POLL.min(left)).await;
             }
         }
     }
@@ -95,19 +116,48 @@ fn allowed_without_session(call: &Call<'_>) -> bool {
         ("SessionManager", "Fetch") => {
             call.args.str_field("prop").as_deref() == Some("currentSession")
         }
+        ("propertyCollector", "RetrievePropertiesEx" | "RetrieveProperties") => {
+            reads_only_current_session(call.args)
+        }
         _ => false,
     }
 }
 
-/// Runs a call once under the state lock.
-fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
+/// Whether a retrieve asks only for `SessionManager.currentSession`, as govc and govmomi do
+/// to check a saved session (vCenter answers it without a session: the value is just unset).
+fn reads_only_current_session(args: Args<'_>) -> bool {
+    let specs = args.list("specSet");
+    !specs.is_empty()
+        && specs.iter().all(|spec| {
+            let props = spec.list("propSet");
+            let objs = spec.list("objectSet");
+            !props.is_empty()
+                && props.iter().all(|p| {
+                    p.str_field("type").as_deref() == Some("SessionManager")
+                        && p.bool_field("all") != Ok(Some(true))
+                        && p.list("pathSet")
+                            .iter()
+                            .all(|path| path.text().as_deref() == Some("currentSession"))
+                })
+                && objs.iter().all(|o| {
+                    o.moref_field("obj").map(|r| r.value).as_deref() == Some("SessionManager")
+                        && o.list("selectSet").is_empty()
+                })
+        })
+}
+
+/// Runs a call once under the state lock; `first` counts it as a call of the session (a waiting
+/// call looks again without counting).
+fn call_once(state: &mut SimState, call: &Call<'_>, first: bool) -> Result<Step, VimFault> {
+    state.inventory.complete_due_tasks();
     let session: Option<Session> = call
         .token
         .as_deref()
-        .and_then(|t| state.sessions.get(t))
+        .and_then(|t| state.inventory.sessions.get(t))
         .cloned();
     match (&session, &call.token) {
-        (Some(_), Some(token)) => state.sessions.touch(token),
+        (Some(_), Some(token)) if first => state.inventory.sessions.touch(token),
+        (Some(_), Some(_)) => {}
         _ if allowed_without_session(call) => {}
         _ => return Err(faults::not_authenticated(&call.target)),
     }
@@ -146,10 +196,27 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
                 .and_then(|p| p.raw_text())
                 .unwrap_or_default();
             let locale = args.str_field("locale");
-            let (token, session) =
-                state
-                    .sessions
-                    .login(&user_name, &password, locale.as_deref(), &call.user_agent)?;
+            let (token, session) = state.inventory.sessions.login(
+                &user_name,
+                &password,
+                locale.as_deref(),
+                &call.user_agent,
+            )?;
+            state.inventory.events.record(NewEvent {
+                type_name: "UserLoginSessionEvent",
+                user_name: session.user_name.clone(),
+                message: format!(
+                    "User {}@127.0.0.1 logged in as {}",
+                    session.user_name, session.user_agent
+                ),
+                extra: vec![
+                    ("ipAddress", VimValue::str("127.0.0.1")),
+                    ("userAgent", VimValue::str(&session.user_agent)),
+                    ("locale", VimValue::str(&session.locale)),
+                    ("sessionId", VimValue::str(&session.key)),
+                ],
+                ..NewEvent::default()
+            });
             done(Outcome::LoggedIn {
                 token,
                 session: session.to_value(),
@@ -157,9 +224,22 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
         }
         ("SessionManager", "Logout") => {
             if let Some(token) = &call.token
-                && let Some(ended) = state.sessions.logout(token)
+                && let Some(ended) = state.inventory.sessions.logout(token)
             {
                 state.inventory.drop_session_objects(&ended.key);
+                state.inventory.events.record(NewEvent {
+                    type_name: "UserLogoutSessionEvent",
+                    user_name: ended.user_name.clone(),
+                    message: format!("User {}@127.0.0.1 logged out", ended.user_name),
+                    extra: vec![
+                        ("ipAddress", VimValue::str("127.0.0.1")),
+                        ("userAgent", VimValue::str(&ended.user_agent)),
+                        ("callCount", VimValue::Long(ended.call_count)),
+                        ("sessionId", VimValue::str(&ended.key)),
+                        ("loginTime", VimValue::DateTime(ended.login_time.clone())),
+                    ],
+                    ..NewEvent::default()
+                });
             }
             done(Outcome::Void)
         }
@@ -191,7 +271,7 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
             let id = Inventory::session_object_id(&session.key);
             inv.filters.insert(
                 id.clone(),
-                FilterRecord::new(session.key.clone(), spec, partial),
+                FilterRecord::new(session.key.clone(), obj.value.clone(), spec, partial),
             );
             done(Outcome::Value(VimValue::moref("PropertyFilter", id)))
         }
@@ -204,7 +284,7 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
                 .ok_or_else(|| faults::not_authenticated(&obj))?;
             let version = args.str_field("version");
             if let Some(update) =
-                property_collector::check_updates(inv, session, version.as_deref())
+                property_collector::check_updates(inv, session, &obj.value, version.as_deref())
             {
                 return done(Outcome::Value(update));
             }
@@ -217,20 +297,19 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
                         None => None,
                     };
                     match max_wait {
-                        Some(0) => done(Outcome::Void),
+                        Some(secs) if secs <= 0 => done(Outcome::Void),
                         Some(secs) => Ok(Step::NoUpdatesYet {
-                            wait: Duration::from_secs(u64::try_from(secs).unwrap_or(0))
-                                .min(MAX_UPDATE_WAIT),
+                            wait: Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0))),
                             legacy: false,
                         }),
                         None => Ok(Step::NoUpdatesYet {
-                            wait: MAX_UPDATE_WAIT,
+                            wait: None,
                             legacy: false,
                         }),
                     }
                 }
                 "WaitForUpdates" => Ok(Step::NoUpdatesYet {
-                    wait: MAX_UPDATE_WAIT,
+                    wait: None,
                     legacy: true,
                 }),
                 _ => done(Outcome::Void),
@@ -280,12 +359,15 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
                 bool_arg(args, "evacuatePoweredOffVms")?;
             }
             let host = inv
-                .host_mut(&obj.value)
+                .host(&obj.value)
                 .ok_or_else(|| faults::not_found(&obj))?;
-            if host.in_maintenance == entering {
+            let effect = TaskEffect::HostMaintenance {
+                host: obj.value.clone(),
+                enter: entering,
+            };
+            if host.in_maintenance == entering || inv.tasks.pending(&effect) {
                 return Err(faults::invalid_state());
             }
-            host.in_maintenance = entering;
             let name = host.name.clone();
             let (method, description) = if entering {
                 (
@@ -295,7 +377,76 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
             } else {
                 ("ExitMaintenanceMode_Task", "HostSystem.exitMaintenanceMode")
             };
-            let task = inv.add_task(method, description, obj.clone(), &name, &user);
+            let task = inv.start_task(NewTask {
+                name: method.into(),
+                description_id: description.into(),
+                entity: obj.clone(),
+                entity_name: name,
+                user_name: user,
+                effect,
+                result: None,
+            });
+            done(Outcome::Value(VimValue::MoRef(task)))
+        }
+        ("VirtualMachine", "PowerOnVM_Task" | "PowerOffVM_Task") => {
+            let on = call.method == "PowerOnVM_Task";
+            let vm = inv.vm(&obj.value).ok_or_else(|| faults::not_found(&obj))?;
+            let effect = TaskEffect::VmPower {
+                vm: obj.value.clone(),
+                on,
+            };
+            if vm.powered_on == on || inv.tasks.pending(&effect) {
+                return Err(faults::invalid_power_state(vm.powered_on));
+            }
+            let name = vm.name.clone();
+            let (method, description) = if on {
+                ("PowerOnVM_Task", "VirtualMachine.powerOn")
+            } else {
+                ("PowerOffVM_Task", "VirtualMachine.powerOff")
+            };
+            let task = inv.start_task(NewTask {
+                name: method.into(),
+                description_id: description.into(),
+                entity: obj.clone(),
+                entity_name: name,
+                user_name: user,
+                effect,
+                result: None,
+            });
+            done(Outcome::Value(VimValue::MoRef(task)))
+        }
+        (
+            "HostDatastoreBrowser",
+            method @ ("SearchDatastore_Task" | "SearchDatastoreSubFolders_Task"),
+        ) => {
+            let path = args
+                .str_field("datastorePath")
+                .ok_or_else(|| faults::invalid_argument("datastorePath"))?;
+            let patterns: Vec<String> = args
+                .field("searchSpec")
+                .map(|spec| {
+                    spec.list("matchPattern")
+                        .iter()
+                        .filter_map(Args::text)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let recursive = method == "SearchDatastoreSubFolders_Task";
+            let result = datastore_search::search(&state.files, &path, &patterns, recursive)?;
+            let description = if recursive {
+                "HostDatastoreBrowser.searchSubFolders"
+            } else {
+                "HostDatastoreBrowser.search"
+            };
+            let task = state.inventory.start_task(NewTask {
+                name: method.into(),
+                description_id: description.into(),
+                entity: MoRef::new("Datastore", DATASTORE),
+                entity_name: DATASTORE_NAME.into(),
+                user_name: user,
+                effect: TaskEffect::None,
+                result: Some(result),
+            });
             done(Outcome::Value(VimValue::MoRef(task)))
         }
         ("HostSystem", "EnterLockdownMode" | "ExitLockdownMode") => {
@@ -321,7 +472,19 @@ fn call_once(state: &mut SimState, call: &Call<'_>) -> Result<Step, VimFault> {
             host.lockdown_mode = mode;
             done(Outcome::Void)
         }
-        _ => Err(faults::method_not_found(&obj, call.method)),
+        _ => {
+            let session = session
+                .as_ref()
+                .ok_or_else(|| faults::not_authenticated(&obj))?;
+            let handled = session_objects::call(inv, session, &obj, call.method, args)
+                .or_else(|| esxcli::call(inv, &obj, call.method, args, &user));
+            match handled {
+                Some(Ok(Some(value))) => done(Outcome::Value(value)),
+                Some(Ok(None)) => done(Outcome::Void),
+                Some(Err(fault)) => Err(fault),
+                None => Err(faults::method_not_found(&obj, call.method)),
+            }
+        }
     }
 }
 

@@ -1,26 +1,37 @@
 //! Built-in vCenter simulator: answers VI/JSON, SOAP and datastore file transfers like vCenter.
 //!
 //! It is the upstream of the demo and of every end-to-end test. The inventory is one
-//! datacenter (`datacenter-1`), one cluster (`domain-c7`) and three hosts (`host-21`..`host-23`,
-//! with HostAccessManagers `ham-21`..`ham-23`). Tasks complete at once. Every request is
-//! recorded in a bounded journal so tests can check what reached "vCenter".
+//! datacenter (`datacenter-1`), one cluster (`domain-c7`, resource pool `resgroup-8`), three
+//! hosts (`host-21`..`host-23`, with HostAccessManagers `ham-21`..`ham-23`), one VM per host
+//! (`vm-31`..`vm-33`) and one datastore (`datastore-41`, `datastore1`). It answers what govc and
+//! pyVmomi send (property collectors, views, tasks, events, esxcli maintenance mode). Tasks
+//! complete at once, or after [`SimConfig::task_duration`]. Every request is recorded in a
+//! bounded journal so tests can check what reached "vCenter".
 
 mod args;
 mod console;
+mod datastore_search;
+mod entities;
+mod esxcli;
+mod events;
 mod faults;
 mod inventory;
 mod json_api;
 mod methods;
 mod property_collector;
 pub mod server;
+mod session_objects;
 mod sessions;
 mod soap_api;
 mod soap_xml;
+mod tasks;
 mod transfer;
 mod value;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_govc;
 
 use std::collections::VecDeque;
 use std::error::Error;
@@ -36,7 +47,6 @@ use http_body_util::{BodyExt, Full};
 use crate::vsphere::fault::SOAP_CONTENT_TYPE;
 
 use self::inventory::{API_VERSION, Inventory};
-use self::sessions::SessionTable;
 
 /// Body type of every simulator response.
 pub type SimBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
@@ -59,6 +69,12 @@ pub struct SimConfig {
     pub users: Vec<(String, String)>,
     /// Delay applied before answering every request (to trigger gateway timeouts).
     pub response_delay: Option<Duration>,
+    /// How long each task (maintenance mode, power, datastore search) runs before it succeeds
+    /// and takes effect; zero completes tasks at once.
+    pub task_duration: Duration,
+    /// Whether the SOAP session cookie is marked `Secure` (never over plain HTTP: Go clients
+    /// would not send it back).
+    pub secure_cookie: bool,
 }
 
 impl Default for SimConfig {
@@ -66,6 +82,8 @@ impl Default for SimConfig {
         Self {
             users: vec![("administrator@vsphere.local".into(), "VMware1!".into())],
             response_delay: None,
+            task_duration: Duration::ZERO,
+            secure_cookie: true,
         }
     }
 }
@@ -115,9 +133,7 @@ impl std::fmt::Debug for Simulator {
 /// Mutable simulator state, behind one lock.
 #[derive(Debug)]
 pub(crate) struct SimState {
-    /// Logged-in sessions.
-    pub(crate) sessions: SessionTable,
-    /// Objects and their state.
+    /// Objects and their state, and the logged-in sessions.
     pub(crate) inventory: Inventory,
     /// Size and digest of uploaded files.
     pub(crate) files: transfer::FileStore,
@@ -132,6 +148,8 @@ pub(crate) struct SimInner {
     journal: Mutex<VecDeque<SeenRequest>>,
     /// Delay before every answer.
     delay: Option<Duration>,
+    /// Whether the session cookie is marked `Secure`.
+    pub(crate) secure_cookie: bool,
     /// Requests being answered now, and the most ever at once.
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -279,14 +297,17 @@ impl Simulator {
     /// A simulator with the default inventory and `config`'s users and delay.
     pub fn new(config: SimConfig) -> Self {
         let pattern: Vec<u8> = (0..transfer::CHUNK_SIZE).map(|i| (i % 256) as u8).collect();
+        let mut inventory = Inventory::default();
+        inventory.sessions.set_users(config.users);
+        inventory.tasks.duration = config.task_duration;
         let inner = SimInner {
             state: Mutex::new(SimState {
-                sessions: SessionTable::new(config.users),
-                inventory: Inventory::default(),
+                inventory,
                 files: transfer::FileStore::default(),
             }),
             journal: Mutex::new(VecDeque::new()),
             delay: config.response_delay,
+            secure_cookie: config.secure_cookie,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             pattern_chunk: Bytes::from(pattern),
@@ -381,9 +402,16 @@ impl Simulator {
 
     /// Whether host `host_id` is in maintenance mode (`None` for an unknown host).
     pub fn host_in_maintenance(&self, host_id: &str) -> Option<bool> {
-        lock(&self.inner.state)
-            .inventory
-            .host_in_maintenance(host_id)
+        let mut state = lock(&self.inner.state);
+        state.inventory.complete_due_tasks();
+        state.inventory.host_in_maintenance(host_id)
+    }
+
+    /// Whether VM `vm_id` is powered on (`None` for an unknown VM).
+    pub fn vm_powered_on(&self, vm_id: &str) -> Option<bool> {
+        let mut state = lock(&self.inner.state);
+        state.inventory.complete_due_tasks();
+        state.inventory.vm(vm_id).map(|v| v.powered_on)
     }
 
     /// Lockdown mode of HostAccessManager `ham_id` (`None` if unknown).

@@ -63,6 +63,8 @@ type Snapshot = BTreeMap<MoRef, ObjectProps>;
 pub(crate) struct FilterRecord {
     /// Key of the owning session.
     pub(crate) session_key: String,
+    /// moId of the property collector it belongs to.
+    pub(crate) collector: String,
     /// The `partialUpdates` flag it was created with.
     pub(crate) partial_updates: bool,
     spec: FilterSpec,
@@ -70,10 +72,16 @@ pub(crate) struct FilterRecord {
 }
 
 impl FilterRecord {
-    /// A new filter that has reported nothing yet.
-    pub(crate) fn new(session_key: String, spec: FilterSpec, partial_updates: bool) -> Self {
+    /// A new filter of `collector` that has reported nothing yet.
+    pub(crate) fn new(
+        session_key: String,
+        collector: String,
+        spec: FilterSpec,
+        partial_updates: bool,
+    ) -> Self {
         Self {
             session_key,
+            collector,
             partial_updates,
             spec,
             reported: None,
@@ -410,19 +418,21 @@ fn diff(previous: Option<&Snapshot>, current: &Snapshot) -> Vec<VimValue> {
     updates
 }
 
-/// Computes the session's pending updates; `None` when nothing changed since last time.
+/// Computes the pending updates of `collector`'s filters for the session; `None` when nothing
+/// changed since last time.
 ///
 /// A missing or empty `since` version starts over: every filter reports all its objects.
 pub(crate) fn check_updates(
     inv: &mut Inventory,
     session: &Session,
+    collector: &str,
     since: Option<&str>,
 ) -> Option<VimValue> {
     let restart = since.is_none_or(str::is_empty);
     let ids: Vec<String> = inv
         .filters
         .iter()
-        .filter(|(_, f)| f.session_key == session.key)
+        .filter(|(_, f)| f.session_key == session.key && f.collector == collector)
         .map(|(id, _)| id.clone())
         .collect();
     let mut filter_updates = Vec::new();
@@ -456,7 +466,10 @@ pub(crate) fn check_updates(
     if filter_updates.is_empty() {
         return None;
     }
-    let version = inv.update_versions.entry(session.key.clone()).or_insert(0);
+    let version = inv
+        .update_versions
+        .entry((session.key.clone(), collector.to_string()))
+        .or_insert(0);
     *version += 1;
     Some(VimValue::Data(
         "UpdateSet",
@@ -471,9 +484,13 @@ pub(crate) fn check_updates(
     ))
 }
 
-/// An `UpdateSet` with no changes at the session's current version.
-pub(crate) fn empty_update_set(inv: &Inventory, session_key: &str) -> VimValue {
-    let version = inv.update_versions.get(session_key).copied().unwrap_or(0);
+/// An `UpdateSet` with no changes at the current version of the session's `collector`.
+pub(crate) fn empty_update_set(inv: &Inventory, session_key: &str, collector: &str) -> VimValue {
+    let version = inv
+        .update_versions
+        .get(&(session_key.to_string(), collector.to_string()))
+        .copied()
+        .unwrap_or(0);
     VimValue::Data(
         "UpdateSet",
         vec![
@@ -528,18 +545,24 @@ mod tests {
         let args = json!({"propSet": [{"type": "HostSystem", "pathSet": ["runtime.inMaintenanceMode"]}],
             "objectSet": [{"obj": {"type": "HostSystem", "value": "host-21"}}]});
         let spec = parse_filter_spec(Args::Json(&args)).expect("spec");
-        inv.filters
-            .insert("f1".into(), FilterRecord::new("k".into(), spec, false));
-        let first = check_updates(&mut inv, &session, None)
+        inv.filters.insert(
+            "f1".into(),
+            FilterRecord::new("k".into(), "propertyCollector".into(), spec, false),
+        );
+        let first = check_updates(&mut inv, &session, "propertyCollector", None)
             .expect("initial update")
             .to_json();
         assert_eq!(first["version"], "1");
         assert_eq!(first["filterSet"][0]["objectSet"][0]["kind"], "enter");
-        assert!(check_updates(&mut inv, &session, Some("1")).is_none());
+        assert!(check_updates(&mut inv, &session, "propertyCollector", Some("1")).is_none());
+        assert!(
+            check_updates(&mut inv, &session, "other", None).is_none(),
+            "another collector's filters report nothing here"
+        );
         if let Some(h) = inv.host_mut("host-21") {
             h.in_maintenance = true;
         }
-        let second = check_updates(&mut inv, &session, Some("1"))
+        let second = check_updates(&mut inv, &session, "propertyCollector", Some("1"))
             .expect("modify")
             .to_json();
         assert_eq!(second["filterSet"][0]["objectSet"][0]["kind"], "modify");

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
@@ -82,11 +83,14 @@ impl RunningSim {
 }
 
 /// Binds `listen` and serves a simulator built from `config` in the background.
+///
+/// Over plain HTTP the session cookie is never marked `Secure`.
 pub async fn start(
     listen: SocketAddr,
     tls: bool,
-    config: SimConfig,
+    mut config: SimConfig,
 ) -> Result<RunningSim, SimStartError> {
+    config.secure_cookie &= tls;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| SimStartError::Bind {
@@ -134,12 +138,19 @@ pub async fn run_standalone(
     listen: SocketAddr,
     tls: bool,
     extra_users: Vec<(String, String)>,
+    task_duration: Duration,
 ) -> Result<(), SimStartError> {
-    let mut config = SimConfig::default();
+    let mut config = SimConfig {
+        task_duration,
+        ..SimConfig::default()
+    };
     config.users.extend(extra_users);
     let running = start(listen, tls, config).await?;
     println!("vCenter simulator listening on {}", running.base_url());
     println!("  user administrator@vsphere.local, password VMware1!");
+    if !task_duration.is_zero() {
+        println!("  tasks run for {} ms each", task_duration.as_millis());
+    }
     if let Some(cert) = &running.certificate {
         println!("  certificate SHA-256 thumbprint: {}", cert.thumbprint());
         println!(

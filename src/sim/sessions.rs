@@ -158,6 +158,18 @@ impl SessionTable {
         }
     }
 
+    /// Every live session as a `UserSession`, oldest login first.
+    pub(crate) fn values(&self) -> Vec<VimValue> {
+        let mut sessions: Vec<&Session> = self.by_token.values().collect();
+        sessions.sort_by_key(|s| s.serial);
+        sessions.into_iter().map(Session::to_value).collect()
+    }
+
+    /// Replaces the accepted users.
+    pub(crate) fn set_users(&mut self, users: Vec<(String, String)>) {
+        self.users = users;
+    }
+
     /// Ends the session of `token`; returns it if it existed.
     pub(crate) fn logout(&mut self, token: &str) -> Option<Session> {
         self.by_token.remove(token)
@@ -193,9 +205,13 @@ pub(crate) fn vcenter_user_name(login: &str) -> (String, String) {
     (login.to_string(), display)
 }
 
-/// The `Set-Cookie` value vCenter sends after a SOAP login.
-pub(crate) fn set_cookie_value(token: &str) -> String {
-    format!("{SOAP_COOKIE}=\"{token}\"; Path=/; HttpOnly; Secure;")
+/// The `Set-Cookie` value vCenter sends after a SOAP login; `Secure` only when `secure`.
+pub(crate) fn set_cookie_value(token: &str, secure: bool) -> String {
+    if secure {
+        format!("{SOAP_COOKIE}=\"{token}\"; Path=/; HttpOnly; Secure;")
+    } else {
+        format!("{SOAP_COOKIE}=\"{token}\"; Path=/; HttpOnly;")
+    }
 }
 
 /// The SOAP session cookie's value, quotes stripped, tolerating echoed attributes.

@@ -76,7 +76,8 @@ pub(crate) async fn handle(
                 method_response(&method.name, &outcome),
             );
             if let Outcome::LoggedIn { token, .. } = &outcome
-                && let Ok(cookie) = HeaderValue::from_str(&set_cookie_value(token))
+                && let Ok(cookie) =
+                    HeaderValue::from_str(&set_cookie_value(token, sim.secure_cookie))
             {
                 response.headers_mut().insert(SET_COOKIE, cookie);
             }

@@ -33,6 +33,8 @@ pub(crate) struct StoredFile {
     pub(crate) size: u64,
     /// Its SHA-256, lower-case hex.
     pub(crate) sha256: String,
+    /// When the upload finished, RFC 3339.
+    pub(crate) modified: String,
 }
 
 /// Uploaded files by datacenter, datastore and path.
@@ -103,7 +105,7 @@ pub(crate) async fn handle(
     body: RequestBody,
 ) -> (Response<SimBody>, Seen) {
     let token = session_header(&parts.headers).or_else(|| soap_cookie(&parts.headers));
-    let logged_in = token.is_some_and(|t| lock(&sim.state).sessions.get(&t).is_some());
+    let logged_in = token.is_some_and(|t| lock(&sim.state).inventory.sessions.get(&t).is_some());
     if !logged_in {
         return (
             plain(StatusCode::UNAUTHORIZED, "Unauthorized\n"),
@@ -149,8 +151,10 @@ async fn upload(sim: &SimInner, key: String, mut body: RequestBody) -> Response<
             StoredFile {
                 size,
                 sha256: sha256.clone(),
+                modified: super::value::now_rfc3339(),
             },
         );
+        state.inventory.datastore_used = state.files.values().map(|f| f.size).sum();
     }
     respond(
         StatusCode::CREATED,
