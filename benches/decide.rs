@@ -1,21 +1,38 @@
-//! One policy decision per guarded call, with 50 policies loaded (the shipped ones plus 46
-//! harmless generated forbids spread over the actions).
+//! One policy decision per guarded call with the 4 shipped policies, and with the shipped ones
+//! plus generated policies to 50 and 500 (permits and forbids over methods, method lists,
+//! action groups and every action; see `src/policy/synthetic.rs`).
+//!
+//! Bench ids: `decide/<policy count>/<method>`; `decide/<count>/unknown-user` is a user that
+//! `entities.json` does not know, with a group from the identity step.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
+#[path = "../src/policy/synthetic.rs"]
+mod synthetic;
+
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use vcguard::policy::{PolicyRequest, PolicySet, Principal, Resource};
 
-const EXTRA_POLICIES: usize = 46;
+/// The shipped policies in `policies/`.
+const SHIPPED: usize = 4;
 
-/// The shipped policy files plus the generated ones, in a temporary directory.
-fn policy_dir() -> tempfile::TempDir {
+/// The methods benchmarked: a typed body with a ticket and a monitor policy, a typed body,
+/// and a method without a body.
+const METHODS: &[&str] = &[
+    "EnterMaintenanceMode_Task",
+    "ChangeLockdownMode",
+    "RebootHost_Task",
+];
+
+/// The shipped policy files plus `extra` generated ones, in a temporary directory.
+fn policy_dir(extra: usize) -> tempfile::TempDir {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let dir = tempfile::tempdir().expect("tempdir");
     for entry in fs::read_dir(&shipped).expect("read policies/") {
@@ -25,30 +42,14 @@ fn policy_dir() -> tempfile::TempDir {
             fs::copy(&path, dir.path().join(name)).expect("copy");
         }
     }
-    let actions = [
-        "EnterMaintenanceMode_Task",
-        "ExitMaintenanceMode_Task",
-        "ChangeLockdownMode",
-        "EnterLockdownMode",
-        "ExitLockdownMode",
-        "RebootHost_Task",
-        "ShutdownHost_Task",
-    ];
-    for i in 0..EXTRA_POLICIES {
-        let action = actions[i % actions.len()];
-        let policy = format!(
-            "@id(\"extra-{i:02}\")\n@reason(\"generated for the benchmark\")\n\
-             forbid (principal, action == VSphere::Action::\"{action}\", resource in VSphere::Cluster::\"domain-c7\")\n\
-             when {{ context.client_ip.isInRange(ip(\"192.0.2.{i}/32\")) && context.hour_utc == {} }};\n",
-            i % 24
-        );
-        fs::write(dir.path().join(format!("extra-{i:02}.cedar")), policy).expect("write");
+    for (name, text) in synthetic::policy_files(extra) {
+        fs::write(dir.path().join(name), text).expect("write");
     }
     dir
 }
 
 /// A representative request for `action`.
-fn request(action: &str) -> PolicyRequest {
+fn request(action: &str, principal: Principal) -> PolicyRequest {
     let mut context = json!({
         "protocol": "soap", "indirect": false, "route": "direct",
         "client_ip": "10.1.2.3", "hour_utc": 10, "weekday": 2,
@@ -71,29 +72,48 @@ fn request(action: &str) -> PolicyRequest {
         _ => Resource::new("HostSystem", "host-22"),
     };
     PolicyRequest {
-        principal: Principal::User {
-            name: "VSPHERE.LOCAL\\Administrator".to_string(),
-            groups: vec!["platform-team".to_string()],
-        },
+        principal,
         action: action.to_string(),
         resource,
         context,
     }
 }
 
+/// The administrator `entities.json` knows, in the group it lists.
+fn admin() -> Principal {
+    Principal::User {
+        name: "VSPHERE.LOCAL\\Administrator".to_string(),
+        groups: vec!["platform-team".to_string()],
+    }
+}
+
 fn decide(c: &mut Criterion) {
-    let dir = policy_dir();
-    let set = match PolicySet::load(dir.path()) {
-        Ok(set) => set,
-        Err(e) => panic!("policies do not load:\n{e}"),
-    };
-    assert_eq!(set.policy_ids().len(), 4 + EXTRA_POLICIES);
     let mut group = c.benchmark_group("decide");
-    for action in set.guarded_actions() {
-        let request = request(&action);
-        let decision = set.evaluate(&request);
-        assert!(decision.allowed, "{action}: {decision:?}");
-        group.bench_function(action.as_str(), |b| {
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for total in [SHIPPED, 50, 500] {
+        let dir = policy_dir(total - SHIPPED);
+        let set = match PolicySet::load(dir.path()) {
+            Ok(set) => set,
+            Err(e) => panic!("policies do not load:\n{e}"),
+        };
+        assert_eq!(set.policy_ids().len(), total);
+        for action in METHODS {
+            let request = request(action, admin());
+            let decision = set.evaluate(&request);
+            assert!(decision.allowed, "{action}: {decision:?}");
+            group.bench_function(format!("{total}/{action}"), |b| {
+                b.iter(|| black_box(set.evaluate(black_box(&request))))
+            });
+        }
+        let stranger = Principal::User {
+            name: "VSPHERE.LOCAL\\someone-else".to_string(),
+            groups: vec!["platform-team".to_string()],
+        };
+        let request = request("RebootHost_Task", stranger);
+        assert!(set.evaluate(&request).allowed);
+        group.bench_function(format!("{total}/unknown-user"), |b| {
             b.iter(|| black_box(set.evaluate(black_box(&request))))
         });
     }

@@ -12,6 +12,7 @@ use cedar_policy::{
 
 use super::decision::{Decision, PolicyHit};
 use super::error::diagnostic_text;
+use super::index::{ActionSlice, EntityTypes, entity};
 use super::request::{PolicyRequest, Principal};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
 
@@ -30,7 +31,11 @@ pub(crate) struct PolicyMeta {
 #[derive(Debug)]
 pub struct PolicySet {
     pub(crate) schema: cedar::Schema,
+    /// Every enforced policy (decisions use the per-method `slices`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) enforced: cedar::PolicySet,
+    /// Every monitor-mode policy (decisions use the per-method `slices`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) monitor: cedar::PolicySet,
     pub(crate) entities: Entities,
     pub(crate) hash: String,
@@ -44,6 +49,10 @@ pub struct PolicySet {
     /// Entity type basenames a resource may be evaluated as (declared, not principals).
     pub(crate) resource_types: HashSet<String>,
     pub(crate) authorizer: Authorizer,
+    /// Per guarded method: the policies that can apply to it (see `index`).
+    pub(crate) slices: HashMap<String, ActionSlice>,
+    /// Entity type names parsed at load.
+    pub(crate) types: EntityTypes,
 }
 
 impl PolicySet {
@@ -89,24 +98,30 @@ impl PolicySet {
     /// The schema entity type a vim managed-object type is evaluated as (`ManagedObject` for
     /// types the schema does not declare; `ClusterComputeResource` is a `Cluster`).
     pub fn resource_type_name(&self, mo_type: &str) -> String {
+        self.resource_basename(mo_type).to_string()
+    }
+
+    /// [`Self::resource_type_name`] without the allocation.
+    fn resource_basename<'a>(&self, mo_type: &'a str) -> &'a str {
         let mapped = if mo_type == "ClusterComputeResource" {
             "Cluster"
         } else {
             mo_type
         };
         if self.resource_types.contains(mapped) {
-            mapped.to_string()
+            mapped
         } else {
-            MANAGED_OBJECT_TYPE.to_string()
+            MANAGED_OBJECT_TYPE
         }
     }
 
     /// The hosts (`HostSystem` moIds) `entities.json` puts the object under, e.g. `host-21` for
     /// `HostAccessManager` `ham-21`; empty for unknown objects and for hosts themselves.
     pub fn hosts_of(&self, mo_type: &str, mo_id: &str) -> Vec<String> {
-        let Ok(object) = uid(&self.resource_type_name(mo_type), mo_id) else {
+        let Some(ty) = self.types.resource(self.resource_basename(mo_type)) else {
             return Vec::new();
         };
+        let object = entity(ty, mo_id);
         let Some(ancestors) = self.entities.ancestors(&object) else {
             return Vec::new();
         };
@@ -119,17 +134,50 @@ impl PolicySet {
     }
 
     /// Decides on one call. Never panics; any validation or evaluation error denies.
+    ///
+    /// Only the policies whose action scope can match the request's method are evaluated
+    /// (the index built at load); the answer is the one the whole set would give.
     pub fn evaluate(&self, request: &PolicyRequest) -> Decision {
         let action_name = request.action.as_str();
-        if !self.guarded_set.contains(action_name) {
-            let message = if self.groups.contains(action_name) {
-                format!("action {action_name} is an action group, not a method")
-            } else {
-                format!("action {action_name} is not declared in the schema")
-            };
-            return Decision::error(action_name, &self.hash, vec![message]);
-        }
-        let prepared = match self.prepare(request) {
+        let slice = match self.slices.get(action_name) {
+            Some(slice) if self.guarded_set.contains(action_name) => slice,
+            _ => return self.not_a_method(action_name),
+        };
+        self.decide(request, slice)
+    }
+
+    /// [`Self::evaluate`] against the whole enforced and monitor sets, unsliced: the
+    /// reference the index is tested against.
+    #[cfg(test)]
+    pub(crate) fn evaluate_unsliced(&self, request: &PolicyRequest) -> Decision {
+        let action_name = request.action.as_str();
+        let Some(slice) = self.slices.get(action_name) else {
+            return self.not_a_method(action_name);
+        };
+        let whole = ActionSlice {
+            action: slice.action.clone(),
+            enforced: self.enforced.clone(),
+            monitor: self.monitor.clone(),
+        };
+        self.decide(request, &whole)
+    }
+
+    /// The deny for an action that is not a declared method.
+    fn not_a_method(&self, action_name: &str) -> Decision {
+        let message = if self.groups.contains(action_name) {
+            format!("action {action_name} is an action group, not a method")
+        } else if self.guarded_set.contains(action_name) {
+            format!("internal error: no policy index for action {action_name}")
+        } else {
+            format!("action {action_name} is not declared in the schema")
+        };
+        Decision::error(action_name, &self.hash, vec![message])
+    }
+
+    /// Decides on one call with the policies of `slice`.
+    fn decide(&self, request: &PolicyRequest, slice: &ActionSlice) -> Decision {
+        let action_name = request.action.as_str();
+        let prepared = match self.prepare(request, &slice.action) {
             Ok(prepared) => prepared,
             Err(errors) => return Decision::error(action_name, &self.hash, errors),
         };
@@ -137,7 +185,7 @@ impl PolicySet {
 
         let response = self
             .authorizer
-            .is_authorized(&cedar_request, &self.enforced, &entities);
+            .is_authorized(&cedar_request, &slice.enforced, &entities);
         let errors: Vec<String> = response
             .diagnostics()
             .errors()
@@ -152,12 +200,12 @@ impl PolicySet {
             self.hits(response.diagnostics().reason())
         };
 
-        let (monitor_hits, monitor_errors) = if self.monitor.is_empty() {
+        let (monitor_hits, monitor_errors) = if slice.monitor.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             let response = self
                 .authorizer
-                .is_authorized(&cedar_request, &self.monitor, &entities);
+                .is_authorized(&cedar_request, &slice.monitor, &entities);
             let mut ids: BTreeSet<String> = response
                 .diagnostics()
                 .reason()
@@ -189,22 +237,28 @@ impl PolicySet {
     fn prepare(
         &self,
         request: &PolicyRequest,
+        action: &EntityUid,
     ) -> Result<(Request, Cow<'_, Entities>), Vec<String>> {
-        let action = uid("Action", &request.action).map_err(|e| vec![e])?;
         let principal_uid = match &request.principal {
-            Principal::User { name, .. } => uid("User", name),
-            Principal::Unauthenticated => uid("Unauthenticated", UNAUTHENTICATED_ID),
-        }
-        .map_err(|e| vec![e])?;
-        let resource_type = self.resource_type_name(&request.resource.mo_type);
-        let resource_uid = uid(&resource_type, &request.resource.id).map_err(|e| vec![e])?;
+            Principal::User { name, .. } => entity(&self.types.user, name),
+            Principal::Unauthenticated => entity(&self.types.unauthenticated, UNAUTHENTICATED_ID),
+        };
+        let resource_type = self.resource_basename(&request.resource.mo_type);
+        let resource_uid = match self.types.resource(resource_type) {
+            Some(ty) => entity(ty, &request.resource.id),
+            None => {
+                return Err(vec![format!(
+                    "internal error: resource type {resource_type} is not indexed"
+                )]);
+            }
+        };
 
         let context =
-            Context::from_json_value(request.context.clone(), Some((&self.schema, &action)))
+            Context::from_json_value(request.context.clone(), Some((&self.schema, action)))
                 .map_err(|e| vec![format!("request context: {}", diagnostic_text(&e))])?;
         let cedar_request = Request::new(
             principal_uid.clone(),
-            action,
+            action.clone(),
             resource_uid.clone(),
             context,
             Some(&self.schema),
@@ -213,11 +267,10 @@ impl PolicySet {
 
         let mut additions = Vec::new();
         if let Principal::User { groups, .. } = &request.principal {
-            let group_uids = groups
+            let group_uids: Vec<EntityUid> = groups
                 .iter()
-                .map(|g| uid("Group", g))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| vec![e])?;
+                .map(|g| entity(&self.types.group, g))
+                .collect();
             let known = self.entities.get(&principal_uid).is_some()
                 && group_uids
                     .iter()

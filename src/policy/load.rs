@@ -171,12 +171,20 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
             "internal error: entities missing without an error",
         )));
     };
-    let resource_types = schema
+    let resource_types: HashSet<String> = schema
         .resources()
         .filter(|t| t.namespace() == NAMESPACE)
         .map(|t| t.basename().to_string())
         .collect();
     let guarded_set = actions.methods.iter().cloned().collect();
+    let (slices, types) = super::index::build(
+        &schema,
+        &actions.methods,
+        &enforced,
+        &monitor,
+        &resource_types,
+    )
+    .map_err(|e| LoadErrors::one(LoadError::general(e)))?;
     Ok(PolicySet {
         schema,
         enforced,
@@ -189,6 +197,8 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         groups: actions.groups,
         resource_types,
         authorizer: Authorizer::new(),
+        slices,
+        types,
     })
 }
 

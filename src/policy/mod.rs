@@ -9,9 +9,14 @@
 mod decision;
 mod engine;
 mod error;
+mod index;
+#[cfg(test)]
+mod index_tests;
 mod load;
 mod request;
 mod store;
+#[cfg(test)]
+mod synthetic;
 mod testcases;
 
 #[cfg(test)]

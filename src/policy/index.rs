@@ -1,0 +1,156 @@
+//! The loaded policy set indexed for decisions: per guarded method, the policies whose action
+//! scope can match it (so a decision evaluates only those), and the entity type names the
+//! engine builds requests with, parsed once at load.
+//!
+//! Slicing is exact: a Cedar policy is `principal-scope && action-scope && resource-scope &&
+//! conditions`, evaluated left to right with short-circuiting, and the principal scope
+//! (`==`, `in`, `is`) never errs. A policy whose action scope is false for a method is
+//! therefore false *without an error* for every request on that method: leaving it out of
+//! the evaluated set changes neither the decision, nor the determining policies, nor the
+//! evaluation errors. Policies keep their order, ids and annotations.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy as cedar;
+use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid};
+
+use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
+
+/// The policies that can apply to one guarded method.
+#[derive(Debug)]
+pub(crate) struct ActionSlice {
+    /// `VSphere::Action::"<method>"`.
+    pub(crate) action: EntityUid,
+    /// The enforced policies whose action scope can match the method, in load order.
+    pub(crate) enforced: cedar::PolicySet,
+    /// The monitor-mode policies whose action scope can match the method, in load order.
+    pub(crate) monitor: cedar::PolicySet,
+}
+
+/// The decision index of a loaded set: the per-method slices and the parsed type names.
+pub(crate) fn build(
+    schema: &cedar::Schema,
+    methods: &[String],
+    enforced: &cedar::PolicySet,
+    monitor: &cedar::PolicySet,
+    resource_types: &HashSet<String>,
+) -> Result<(HashMap<String, ActionSlice>, EntityTypes), String> {
+    let slices = slice_by_action(schema, methods, enforced, monitor)?;
+    let types = EntityTypes::new(resource_types)?;
+    Ok((slices, types))
+}
+
+/// Builds one [`ActionSlice`] per method in `methods`, resolving action groups through the
+/// schema's action hierarchy.
+pub(crate) fn slice_by_action(
+    schema: &cedar::Schema,
+    methods: &[String],
+    enforced: &cedar::PolicySet,
+    monitor: &cedar::PolicySet,
+) -> Result<HashMap<String, ActionSlice>, String> {
+    let action_entities = schema
+        .action_entities()
+        .map_err(|e| format!("action hierarchy of the schema: {e}"))?;
+    let action_type = type_name("Action")?;
+    let mut slices = HashMap::with_capacity(methods.len());
+    for method in methods {
+        let action = EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(method));
+        // `None` when the schema has no entity for the method: keep every policy that names
+        // any group then (never leave out a policy that might apply).
+        let groups: Option<HashSet<EntityUid>> = action_entities
+            .ancestors(&action)
+            .map(|ancestors| ancestors.cloned().collect());
+        let slice = ActionSlice {
+            enforced: subset(enforced, &action, groups.as_ref())?,
+            monitor: subset(monitor, &action, groups.as_ref())?,
+            action,
+        };
+        slices.insert(method.clone(), slice);
+    }
+    Ok(slices)
+}
+
+/// The policies of `set` (in order) whose action scope can match `action`.
+fn subset(
+    set: &cedar::PolicySet,
+    action: &EntityUid,
+    groups: Option<&HashSet<EntityUid>>,
+) -> Result<cedar::PolicySet, String> {
+    let mut out = cedar::PolicySet::new();
+    for policy in set.policies() {
+        if can_apply(&policy.action_constraint(), action, groups) {
+            out.add(policy.clone())
+                .map_err(|e| format!("policy {}: {e}", policy.id()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// False only when the action scope is certainly false for `action`, whose ancestor groups
+/// are `groups` (`None`: unknown, so any `in` may match).
+pub(crate) fn can_apply(
+    constraint: &ActionConstraint,
+    action: &EntityUid,
+    groups: Option<&HashSet<EntityUid>>,
+) -> bool {
+    match constraint {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(only) => only == action,
+        ActionConstraint::In(any_of) => any_of
+            .iter()
+            .any(|g| g == action || groups.is_none_or(|groups| groups.contains(g))),
+    }
+}
+
+/// The entity type names the engine builds requests with, parsed once.
+#[derive(Debug)]
+pub(crate) struct EntityTypes {
+    /// `VSphere::User`.
+    pub(crate) user: EntityTypeName,
+    /// `VSphere::Group`.
+    pub(crate) group: EntityTypeName,
+    /// `VSphere::Unauthenticated`.
+    pub(crate) unauthenticated: EntityTypeName,
+    /// Resource types by basename, including `ManagedObject`.
+    resources: HashMap<String, EntityTypeName>,
+}
+
+impl EntityTypes {
+    /// Parses the fixed names and one per resource type basename.
+    pub(crate) fn new<'a>(
+        resource_types: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Self, String> {
+        let mut resources = HashMap::new();
+        for basename in resource_types
+            .into_iter()
+            .map(String::as_str)
+            .chain([MANAGED_OBJECT_TYPE])
+        {
+            resources.insert(basename.to_string(), type_name(basename)?);
+        }
+        Ok(Self {
+            user: type_name("User")?,
+            group: type_name("Group")?,
+            unauthenticated: type_name("Unauthenticated")?,
+            resources,
+        })
+    }
+
+    /// The parsed name of a resource type basename (as `PolicySet::resource_type_name`
+    /// returns it); `None` for a basename that is no resource type.
+    pub(crate) fn resource(&self, basename: &str) -> Option<&EntityTypeName> {
+        self.resources.get(basename)
+    }
+}
+
+/// `VSphere::<basename>` as a Cedar type name.
+fn type_name(basename: &str) -> Result<EntityTypeName, String> {
+    EntityTypeName::from_str(&format!("{NAMESPACE}::{basename}"))
+        .map_err(|e| format!("invalid entity type `{basename}`: {e}"))
+}
+
+/// `<ty>::"<id>"` without parsing.
+pub(crate) fn entity(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}

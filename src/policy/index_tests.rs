@@ -1,0 +1,283 @@
+//! The per-method index decides exactly like the whole policy set: an exhaustive table of
+//! requests over the shipped policies, the generated 50 and 500, and a set with erring
+//! policies, compared field by field (allowed, determining ids and reasons, errors, monitor
+//! hits and errors).
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::synthetic;
+use super::*;
+
+/// The shipped policy directory (schema, entities, policies) plus `extra` files.
+fn shipped_with(extra: &[(String, String)]) -> tempfile::TempDir {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in fs::read_dir(&shipped).expect("read policies/") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    for (name, text) in extra {
+        fs::write(dir.path().join(name), text).expect("write");
+    }
+    dir
+}
+
+fn load(dir: &Path) -> PolicySet {
+    match PolicySet::load(dir) {
+        Ok(set) => set,
+        Err(e) => panic!("load failed:\n{e}"),
+    }
+}
+
+/// Policies that err at evaluation (overflow), enforced and monitor, scoped to a group, a
+/// list and every action.
+fn erring_policies() -> Vec<(String, String)> {
+    let files = [
+        (
+            "err-group.cedar",
+            "@id(\"err-group\")\nforbid (principal, action in VSphere::Action::\"HostLockdown\", resource)\nwhen { context.hour_utc * 9223372036854775807 > 1 };\n",
+        ),
+        (
+            "err-list.cedar",
+            "@id(\"err-list\")\n@mode(\"monitor\")\nforbid (principal, action in [VSphere::Action::\"RebootHost_Task\", VSphere::Action::\"EnterMaintenanceMode_Task\"], resource)\nwhen { context.weekday * 9223372036854775807 > 1 };\n",
+        ),
+        (
+            "err-any.cedar",
+            "@id(\"err-any\")\nforbid (principal, action, resource in VSphere::Cluster::\"domain-c7\")\nwhen { context.hour_utc == 23 && context.weekday * 9223372036854775807 > 1 };\n",
+        ),
+        (
+            "night.cedar",
+            "@id(\"no-lockdown-change-at-night\")\n@reason(\"night\")\nforbid (principal, action in VSphere::Action::\"HostLockdown\", resource)\nwhen { context.hour_utc < 6 };\n",
+        ),
+    ];
+    files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
+}
+
+fn principals() -> Vec<Principal> {
+    let user = |name: &str, groups: &[&str]| Principal::User {
+        name: name.to_string(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    vec![
+        user("VSPHERE.LOCAL\\Administrator", &["platform-team"]),
+        user("VSPHERE.LOCAL\\Administrator", &["team-3"]),
+        user("VSPHERE.LOCAL\\svc-7", &[]),
+        user("VSPHERE.LOCAL\\someone", &["team-1", "platform-team"]),
+        Principal::Unauthenticated,
+    ]
+}
+
+fn resources() -> Vec<Resource> {
+    vec![
+        Resource::new("HostSystem", "host-21"),
+        Resource::new("HostSystem", "host-99"),
+        Resource::new("HostAccessManager", "ham-22"),
+        Resource::new("ClusterComputeResource", "domain-c7"),
+        Resource::new("VirtualMachine", "vm-1"),
+    ]
+}
+
+fn contexts(action: &str) -> Vec<serde_json::Value> {
+    let ticket = |kind: &str, verified: bool| {
+        json!({ "id": "CHG-1", "kind": kind, "verified": verified,
+                "covers_target": verified, "covers_action": true, "expires_at": 1893456000 })
+    };
+    let mut out = Vec::new();
+    for (hour, weekday, ip, route, indirect) in [
+        (10, 2, "10.1.2.3", "direct", false),
+        (3, 6, "192.0.2.7", "alarm", true),
+        (23, 5, "127.0.0.1", "esxcli", true),
+    ] {
+        for ticket in [
+            None,
+            Some(ticket("signed", true)),
+            Some(ticket("pattern", false)),
+        ] {
+            let mut context = json!({
+                "protocol": if ticket.is_some() { "soap" } else { "json" },
+                "indirect": indirect, "route": route, "client_ip": ip,
+                "hour_utc": hour, "weekday": weekday,
+            });
+            if let Some(ticket) = ticket {
+                context["ticket"] = ticket;
+            }
+            match action {
+                "EnterMaintenanceMode_Task" => {
+                    for (timeout, object_action) in
+                        [(300, "ensureObjectAccessibility"), (900, "noAction")]
+                    {
+                        let mut c = context.clone();
+                        c["body"] = json!({ "timeout": timeout,
+                            "maintenanceSpec": { "vsanMode": { "objectAction": object_action } } });
+                        out.push(c);
+                    }
+                }
+                "ChangeLockdownMode" => {
+                    for mode in ["lockdownDisabled", "lockdownStrict"] {
+                        let mut c = context.clone();
+                        c["body"] = json!({ "mode": mode });
+                        out.push(c);
+                    }
+                }
+                _ => out.push(context),
+            }
+        }
+    }
+    // A context the schema refuses (no body, wrong type): a validation error either way.
+    out.push(
+        json!({ "protocol": "json", "indirect": "no", "route": "direct",
+                     "client_ip": "10.0.0.1", "hour_utc": 1, "weekday": 1 }),
+    );
+    out
+}
+
+/// Compares the indexed and the whole-set decision on every request of the table (every
+/// `stride`-th one); returns how many were compared and how many of each outcome were seen.
+fn assert_equivalent(set: &PolicySet, stride: usize) -> (usize, usize, usize, usize) {
+    let (mut compared, mut allowed, mut with_errors, mut monitor) = (0, 0, 0, 0);
+    let mut n = 0usize;
+    let mut actions = set.guarded_actions();
+    actions.push("HostLockdown".to_string());
+    actions.push("Destroy_Task".to_string());
+    for action in &actions {
+        for principal in principals() {
+            for resource in resources() {
+                for context in contexts(action) {
+                    n += 1;
+                    if n % stride != 0 {
+                        continue;
+                    }
+                    let request = PolicyRequest {
+                        principal: principal.clone(),
+                        action: action.clone(),
+                        resource: resource.clone(),
+                        context,
+                    };
+                    let sliced = set.evaluate(&request);
+                    let whole = set.evaluate_unsliced(&request);
+                    assert_eq!(sliced, whole, "request: {request:?}");
+                    compared += 1;
+                    allowed += usize::from(sliced.allowed);
+                    with_errors += usize::from(!sliced.errors.is_empty());
+                    monitor += usize::from(!sliced.monitor_hits.is_empty());
+                }
+            }
+        }
+    }
+    (compared, allowed, with_errors, monitor)
+}
+
+#[test]
+fn index_decides_like_the_whole_shipped_set() {
+    let dir = shipped_with(&[]);
+    let (compared, allowed, errors, monitor) = assert_equivalent(&load(dir.path()), 1);
+    assert!(compared > 1000, "{compared}");
+    // The table reaches every kind of outcome.
+    assert!(allowed > 0 && allowed < compared, "{allowed}/{compared}");
+    assert!(
+        errors > 0 && monitor > 0,
+        "errors {errors}, monitor {monitor}"
+    );
+}
+
+#[test]
+fn index_decides_like_the_whole_set_with_erring_policies() {
+    let dir = shipped_with(&erring_policies());
+    let set = load(dir.path());
+    let (compared, allowed, errors, monitor) = assert_equivalent(&set, 1);
+    assert!(
+        allowed > 0 && errors > 0 && monitor > 0,
+        "{compared} {allowed} {errors} {monitor}"
+    );
+}
+
+#[test]
+fn index_decides_like_the_whole_generated_50_and_500() {
+    // The whole 500 is slow to evaluate in a debug build: every 29th request of the table.
+    for (extra, stride) in [(46, 1), (496, 29)] {
+        let dir = shipped_with(&synthetic::policy_files(extra));
+        let set = load(dir.path());
+        assert_eq!(set.policy_ids().len(), 4 + extra);
+        let (compared, allowed, errors, monitor) = assert_equivalent(&set, stride);
+        assert!(compared * stride > 2000, "{compared}");
+        assert!(
+            allowed > 0 && errors > 0 && monitor > 0,
+            "{compared} {allowed} {errors} {monitor}"
+        );
+    }
+}
+
+#[test]
+fn a_policy_on_an_action_group_applies_to_its_methods_only() {
+    let dir = shipped_with(&erring_policies()[3..]);
+    let set = load(dir.path());
+    let at = |action: &str, resource: Resource, body: Option<serde_json::Value>| {
+        let mut context = json!({ "protocol": "json", "indirect": false, "route": "direct",
+                                  "client_ip": "10.1.2.3", "hour_utc": 3, "weekday": 1 });
+        if let Some(body) = body {
+            context["body"] = body;
+        }
+        set.evaluate(&PolicyRequest {
+            principal: principals().remove(0),
+            action: action.to_string(),
+            resource,
+            context,
+        })
+    };
+    let lockdown = at(
+        "ChangeLockdownMode",
+        Resource::new("HostAccessManager", "ham-21"),
+        Some(json!({ "mode": "lockdownNormal" })),
+    );
+    assert!(!lockdown.allowed);
+    assert_eq!(lockdown.determining[0].id, "no-lockdown-change-at-night");
+    let legacy = at(
+        "ExitLockdownMode",
+        Resource::new("HostSystem", "host-21"),
+        None,
+    );
+    assert!(!legacy.allowed);
+    assert_eq!(legacy.determining[0].id, "no-lockdown-change-at-night");
+    let reboot = at(
+        "RebootHost_Task",
+        Resource::new("HostSystem", "host-21"),
+        None,
+    );
+    assert!(reboot.allowed, "{reboot:?}");
+    assert_eq!(reboot.determining[0].id, "baseline-permit");
+}
+
+#[test]
+fn each_method_evaluates_only_the_policies_that_can_apply_to_it() {
+    let dir = shipped_with(&synthetic::policy_files(46));
+    let set = load(dir.path());
+    let total = set.enforced.policies().count() + set.monitor.policies().count();
+    for method in set.guarded_actions() {
+        let slice = &set.slices[&method];
+        let sliced = slice.enforced.policies().count() + slice.monitor.policies().count();
+        // Unconstrained, single-method, list and group scopes: each method sees a fraction.
+        assert!(sliced * 2 < total, "{method}: {sliced} of {total}");
+        assert!(
+            slice
+                .enforced
+                .policy(&cedar_policy::PolicyId::new("baseline-permit"))
+                .is_some(),
+            "{method}"
+        );
+    }
+    let reboot = &set.slices["RebootHost_Task"];
+    assert!(
+        reboot
+            .enforced
+            .policy(&cedar_policy::PolicyId::new("maintenance-needs-ticket"))
+            .is_none()
+    );
+}
