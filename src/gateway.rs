@@ -25,7 +25,7 @@ use crate::identity::{
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::{PolicyReloader, guarded_methods};
-use crate::server::{ConnectionLimits, serve};
+use crate::server::{ConnectionLimits, ListenerMetrics, serve};
 use crate::ticket::{TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
 use http::HeaderName;
@@ -144,8 +144,10 @@ impl GatewayParts {
             limits: ConnectionLimits {
                 header_read_timeout: settings.header_read_timeout,
                 tls_handshake_timeout: settings.tls_handshake_timeout,
+                first_byte_timeout: settings.first_byte_timeout,
                 max_connections: settings.max_connections,
                 shutdown_grace: settings.shutdown_grace,
+                ..ConnectionLimits::default()
             },
             classify: settings.classify,
             policies: Arc::new(load_policies(&settings.policy_dir)?),
@@ -275,7 +277,10 @@ impl Gateway {
                 self.policies.clone(),
             ),
             ConnectionLimits::default(),
-            None,
+            Some(ListenerMetrics {
+                open_connections: None,
+                fd_exhausted: self.metrics.accept_exhausted("admin"),
+            }),
             async move {
                 let mut admin_stopped = admin_stopped;
                 let _ = admin_stopped.changed().await;
@@ -287,7 +292,10 @@ impl Gateway {
             Some(self.server_tls),
             self.service,
             self.limits,
-            Some(self.metrics.open_connections.clone()),
+            Some(ListenerMetrics {
+                open_connections: Some(self.metrics.open_connections.clone()),
+                fd_exhausted: self.metrics.accept_exhausted("gateway"),
+            }),
             async {
                 shutdown.await;
                 readiness.set_draining();

@@ -1,10 +1,13 @@
 //! vcguard: a policy-enforcing reverse proxy for the VMware vSphere API.
 
+mod accept_backoff;
 pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
+mod first_byte;
 pub mod gate;
 pub mod gateway;
 pub mod identity;
@@ -15,4 +18,5 @@ pub mod server;
 pub mod sim;
 pub mod ticket;
 pub mod tls;
+pub mod upstream_connect;
 pub mod vsphere;

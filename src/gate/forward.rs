@@ -14,7 +14,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tower::Service;
@@ -24,9 +23,8 @@ use crate::gate::request_id::RequestId;
 use crate::gate::respond::{fault_response, protocol_of_path};
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
+use crate::upstream_connect::{UPSTREAM_TCP_KEEPALIVE, UpstreamConnector};
 use crate::vsphere::fault::VimFault;
-
-type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Where and how to reach vCenter.
 #[derive(Debug, Clone)]
@@ -70,7 +68,7 @@ pub struct Forward {
 }
 
 struct ForwardInner {
-    client: Client<HttpsConnector, ProxyBody>,
+    client: Client<UpstreamConnector, ProxyBody>,
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
@@ -82,16 +80,11 @@ struct ForwardInner {
 impl Forward {
     /// A forwarder to `options.base`, counting into `metrics`.
     pub fn new(options: UpstreamOptions, metrics: Arc<Metrics>) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(options.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(options.tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = UpstreamConnector::new(
+            options.tls,
+            options.connect_timeout,
+            Some(UPSTREAM_TCP_KEEPALIVE),
+        );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
