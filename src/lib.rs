@@ -7,7 +7,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod fd_limit;
-mod first_byte;
+mod first_request;
 pub mod gate;
 pub mod gateway;
 pub mod identity;

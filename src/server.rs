@@ -21,7 +21,7 @@ use tower::{Service, ServiceExt};
 
 use crate::accept_backoff::AcceptBackoff;
 use crate::body::{BoxError, ProxyBody, boxed};
-use crate::first_byte::FirstByteDeadline;
+use crate::first_request::{FirstRequestDeadline, FirstRequestSeen};
 
 /// The client's address, placed in every request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +30,9 @@ pub struct ClientAddr(pub SocketAddr);
 /// Limits a listener enforces on its clients.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
-    /// Time a client may take to send request headers; also how long a kept-alive
-    /// HTTP/1.1 connection may sit idle between requests.
+    /// Time a client may take to send request headers (for a new connection: from its first
+    /// byte to its first request, HTTP/2 included); also how long a kept-alive HTTP/1.1
+    /// connection may sit idle between requests.
     pub header_read_timeout: Duration,
     /// Time a client may take to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
@@ -133,22 +134,27 @@ where
             if !first_byte_arrives(&stream, limits.first_byte_timeout, peer).await {
                 return;
             }
+            let seen = FirstRequestSeen::default();
             let service = PerConnection {
                 inner: service,
                 peer,
+                seen: seen.clone(),
             };
             let builder = http_builder(&limits);
+            let head = limits.header_read_timeout;
             match acceptor {
                 None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    // The first byte is in already (peeked); the request head must follow.
+                    let io = FirstRequestDeadline::new(stream, None, head, seen);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                     finish(watcher.watch(conn.into_owned()).await, peer);
                 }
                 Some(acceptor) => {
                     let Some(tls_stream) = handshake(&acceptor, stream, &limits, peer).await else {
                         return;
                     };
-                    let io = FirstByteDeadline::new(tls_stream, limits.first_byte_timeout);
+                    let first_byte = Some(limits.first_byte_timeout);
+                    let io = FirstRequestDeadline::new(tls_stream, first_byte, head, seen);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                     finish(watcher.watch(conn.into_owned()).await, peer);
                 }
@@ -233,6 +239,7 @@ fn finish(result: Result<(), BoxError>, peer: SocketAddr) {
 struct PerConnection<S> {
     inner: S,
     peer: SocketAddr,
+    seen: FirstRequestSeen,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
@@ -244,6 +251,7 @@ where
     type Future = tower::util::Oneshot<S, Request<ProxyBody>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.seen.mark();
         req.extensions_mut().insert(ClientAddr(self.peer));
         self.inner.clone().oneshot(req.map(boxed))
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::edge::EdgeGateway;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::server::ConnectionLimits;
 use vcguard::sim::SimConfig;
@@ -59,22 +59,34 @@ async fn silent_connections_filling_max_connections_do_not_starve_a_client() {
     let gateway = EdgeGateway::start(
         &sim.base_url(),
         trust,
-        limits(MAX, Duration::from_secs(1)),
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(2),
+            tls_handshake_timeout: Duration::from_secs(2),
+            ..limits(MAX, Duration::from_secs(1))
+        },
         |_| {},
     )
     .await;
-    // Half never send a byte; half finish TLS and then never send a request.
+    // A quarter never send a byte; a quarter send one byte and stall; a quarter finish TLS
+    // and never send a request; a quarter finish TLS, send one byte of a request and stall.
     let mut raw = Vec::new();
-    for _ in 0..MAX / 2 {
-        raw.push(
-            tokio::net::TcpStream::connect(gateway.addr)
-                .await
-                .expect("connect"),
-        );
+    for i in 0..MAX / 2 {
+        let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+            .await
+            .expect("connect");
+        if i % 2 == 1 {
+            stream.write_all(&[0x16]).await.expect("one byte");
+        }
+        raw.push(stream);
     }
     let mut tls = Vec::new();
-    for _ in 0..MAX / 2 {
-        tls.push(gateway.tls_connect().await);
+    for i in 0..MAX / 2 {
+        let mut stream = gateway.tls_connect().await;
+        if i % 2 == 1 {
+            stream.write_all(b"G").await.expect("one byte");
+            stream.flush().await.expect("flush");
+        }
+        tls.push(stream);
     }
     // Every slot is taken now; without deadlines they stay taken as long as the flood lasts
     // (the whole test), and this request would time out.
@@ -87,7 +99,7 @@ async fn silent_connections_filling_max_connections_do_not_starve_a_client() {
         .expect("a normal client is answered while silent connections are held");
     assert_eq!(response.status(), 200);
     eprintln!(
-        "answered after {:?} with {MAX} silent connections held (first-byte deadline 1 s)",
+        "answered after {:?} with {MAX} silent or stalled connections held (first-byte deadline 1 s, header-read 2 s)",
         started.elapsed()
     );
     for stream in &mut raw {
