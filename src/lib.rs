@@ -11,6 +11,7 @@ mod first_request;
 pub mod gate;
 pub mod gateway;
 pub mod identity;
+mod idle_connection;
 pub mod metrics;
 pub mod policy;
 pub mod reload;

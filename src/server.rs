@@ -4,7 +4,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -20,8 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 use crate::accept_backoff::AcceptBackoff;
-use crate::body::{BoxError, ProxyBody, boxed};
+use crate::body::{BoxError, ProxyBody, boxed, holding};
 use crate::first_request::{FirstRequestDeadline, FirstRequestSeen};
+use crate::idle_connection::{Activity, Busy};
 
 /// The client's address, placed in every request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +138,12 @@ where
                 return;
             }
             let seen = FirstRequestSeen::default();
+            let activity = Activity::default();
             let service = PerConnection {
                 inner: service,
                 peer,
                 seen: seen.clone(),
+                activity: activity.clone(),
             };
             let builder = http_builder(&limits);
             let head = limits.header_read_timeout;
@@ -147,7 +152,8 @@ where
                     // The first byte is in already (peeked); the request head must follow.
                     let io = FirstRequestDeadline::new(stream, None, head, seen);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    finish(watcher.watch(conn.into_owned()).await, peer);
+                    let conn = watcher.watch(conn.into_owned());
+                    finish(until_idle(conn, &activity, head, peer).await, peer);
                 }
                 Some(acceptor) => {
                     let Some(tls_stream) = handshake(&acceptor, stream, &limits, peer).await else {
@@ -156,7 +162,8 @@ where
                     let first_byte = Some(limits.first_byte_timeout);
                     let io = FirstRequestDeadline::new(tls_stream, first_byte, head, seen);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    finish(watcher.watch(conn.into_owned()).await, peer);
+                    let conn = watcher.watch(conn.into_owned());
+                    finish(until_idle(conn, &activity, head, peer).await, peer);
                 }
             }
         });
@@ -228,6 +235,22 @@ async fn handshake(
     }
 }
 
+/// Runs `conn` until it ends or has been idle (no request in progress) for `idle`.
+async fn until_idle(
+    conn: impl Future<Output = Result<(), BoxError>>,
+    activity: &Activity,
+    idle: Duration,
+    peer: SocketAddr,
+) -> Result<(), BoxError> {
+    tokio::select! {
+        result = conn => result,
+        () = activity.idle_for(idle) => {
+            tracing::debug!(%peer, ?idle, "idle connection closed");
+            Ok(())
+        }
+    }
+}
+
 fn finish(result: Result<(), BoxError>, peer: SocketAddr) {
     if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -240,20 +263,55 @@ struct PerConnection<S> {
     inner: S,
     peer: SocketAddr,
     seen: FirstRequestSeen,
+    activity: Activity,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible> + Clone,
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = tower::util::Oneshot<S, Request<ProxyBody>>;
+    type Future = Answer<tower::util::Oneshot<S, Request<ProxyBody>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         self.seen.mark();
+        // The connection is busy until the response body has been sent in full.
+        let busy = self.activity.begin();
         req.extensions_mut().insert(ClientAddr(self.peer));
-        self.inner.clone().oneshot(req.map(boxed))
+        Answer {
+            inner: self.inner.clone().oneshot(req.map(boxed)),
+            busy: Some(busy),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response on its way; its body keeps the connection marked busy until sent.
+    struct Answer<F> {
+        #[pin]
+        inner: F,
+        busy: Option<Busy>,
+    }
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+{
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(match this.busy.take() {
+            Some(busy) => response.map(|body| holding(body, busy)),
+            None => response,
+        }))
     }
 }
 

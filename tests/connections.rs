@@ -377,3 +377,52 @@ async fn exhaust_and_recover(cert: &vcguard::tls::SelfSigned, port: u16, admin_p
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_but_not_while_a_request_waits() {
+    // vCenter takes 3 s per answer; connections may idle for 1 s.
+    let sim = start(
+        LOOPBACK_ANY_PORT,
+        true,
+        SimConfig {
+            response_delay: Some(Duration::from_secs(3)),
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .expect("simulator starts");
+    let print = sim.certificate.as_ref().expect("TLS sim").thumbprint();
+    let trust = UpstreamTrust::Thumbprint(parse_thumbprint(&print).expect("thumbprint"));
+    let gateway = EdgeGateway::start(
+        &sim.base_url(),
+        trust,
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(1),
+            ..limits(64, Duration::from_secs(1))
+        },
+        |_| {},
+    )
+    .await;
+    let tls = gateway.tls_connect().await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .expect("HTTP/2 over the TLS connection");
+    let mut conn = tokio::spawn(conn);
+    let request = http::Request::get(format!("https://localhost{CONTENT}"))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("a request waiting three times the idle limit is answered");
+    assert_eq!(response.status(), 200);
+    let _ = response.into_body().collect().await.expect("body");
+    // Now idle: without an idle limit hyper keeps an HTTP/2 connection open indefinitely.
+    let closed = tokio::time::timeout(Duration::from_secs(15), &mut conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection was not closed");
+    drop(sender);
+    gateway.stop().await;
+}
