@@ -11,6 +11,7 @@ use crate::audit::{AuditConfig, SyslogConfig};
 use crate::gate::classify::ClassifyLimits;
 use crate::identity::IdentityTokenConfig;
 use crate::ticket::TicketConfig;
+use crate::vsphere::long_poll::LongPollLimits;
 
 /// Why a configuration could not be used; each names the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,9 @@ pub struct ServerSection {
     pub header_read_timeout_secs: u64,
     /// Seconds a client may take to finish the TLS handshake. Default 10.
     pub tls_handshake_timeout_secs: u64,
+    /// Seconds a new connection may stay silent: until its first byte, and again from the end
+    /// of the TLS handshake until the first byte of its first request. Default 5.
+    pub first_byte_timeout_secs: u64,
     /// Most client connections open at once; more wait to be accepted. Default 10000.
     pub max_connections: usize,
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C. Default 30.
@@ -93,6 +97,7 @@ impl Default for ServerSection {
             key: None,
             header_read_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
+            first_byte_timeout_secs: 5,
             max_connections: 10_000,
             shutdown_grace_secs: 30,
         }
@@ -111,10 +116,15 @@ pub struct UpstreamSection {
     pub thumbprint: Option<String>,
     /// Accept any certificate from vCenter. Default false. Never in production.
     pub insecure_skip_verify: bool,
-    /// Seconds to establish a connection to vCenter. Default 5.
+    /// Seconds to connect to vCenter: TCP connect and TLS handshake together. Default 5.
     pub connect_timeout_secs: u64,
-    /// Seconds to wait for vCenter's response headers. Default 120.
+    /// Seconds to wait for vCenter's response headers to an ordinary call. Default 120.
     pub response_timeout_secs: u64,
+    /// Seconds a long poll (`WaitForUpdatesEx` without `maxWaitSeconds`, `WaitForUpdates`) may
+    /// wait for vCenter's answer; 0: no limit, as on vCenter itself. Default 0.
+    pub long_poll_max_secs: u64,
+    /// Seconds added to a `WaitForUpdatesEx`'s `maxWaitSeconds` for its response deadline. Default 30.
+    pub long_poll_margin_secs: u64,
     /// Seconds an idle pooled connection to vCenter is kept. Default 90.
     pub pool_idle_timeout_secs: u64,
     /// Idle pooled connections to vCenter kept at most. Default 128.
@@ -132,6 +142,8 @@ impl Default for UpstreamSection {
             insecure_skip_verify: false,
             connect_timeout_secs: 5,
             response_timeout_secs: 120,
+            long_poll_max_secs: 0,
+            long_poll_margin_secs: 30,
             pool_idle_timeout_secs: 90,
             pool_max_idle: 128,
             max_connections: 128,
@@ -406,6 +418,8 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// TLS handshake timeout.
     pub tls_handshake_timeout: Duration,
+    /// Silence allowed before a new connection's first byte (and its first request's).
+    pub first_byte_timeout: Duration,
     /// Connection cap.
     pub max_connections: usize,
     /// Graceful shutdown bound.
@@ -418,6 +432,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Response-header timeout from vCenter.
     pub response_timeout: Duration,
+    /// Bounds on long polls.
+    pub long_poll: LongPollLimits,
     /// Idle pooled connection lifetime.
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept at most.
@@ -531,6 +547,10 @@ impl Config {
                 server.tls_handshake_timeout_secs,
             ),
             (
+                "server.first_byte_timeout_secs",
+                server.first_byte_timeout_secs,
+            ),
+            (
                 "upstream.connect_timeout_secs",
                 upstream_cfg.connect_timeout_secs,
             ),
@@ -556,6 +576,17 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        if upstream_cfg.long_poll_max_secs != 0
+            && upstream_cfg.long_poll_max_secs < upstream_cfg.response_timeout_secs
+        {
+            return Err(invalid(
+                "upstream.long_poll_max_secs",
+                format!(
+                    "is {} but must be 0 (no limit) or at least upstream.response_timeout_secs ({})",
+                    upstream_cfg.long_poll_max_secs, upstream_cfg.response_timeout_secs
+                ),
+            ));
+        }
         let upstream = parse_upstream_url(upstream_cfg.url.as_deref())?;
         let upstream_trust = upstream_trust(&upstream, upstream_cfg)?;
         Ok(Settings {
@@ -564,12 +595,18 @@ impl Config {
             key,
             header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
             tls_handshake_timeout: Duration::from_secs(server.tls_handshake_timeout_secs),
+            first_byte_timeout: Duration::from_secs(server.first_byte_timeout_secs),
             max_connections: server.max_connections,
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
             upstream,
             upstream_trust,
             connect_timeout: Duration::from_secs(upstream_cfg.connect_timeout_secs),
             response_timeout: Duration::from_secs(upstream_cfg.response_timeout_secs),
+            long_poll: LongPollLimits {
+                max: (upstream_cfg.long_poll_max_secs > 0)
+                    .then(|| Duration::from_secs(upstream_cfg.long_poll_max_secs)),
+                margin: Duration::from_secs(upstream_cfg.long_poll_margin_secs),
+            },
             pool_idle_timeout: Duration::from_secs(upstream_cfg.pool_idle_timeout_secs),
             pool_max_idle: upstream_cfg.pool_max_idle,
             max_upstream_connections: upstream_cfg.max_connections.max(1),
@@ -611,9 +648,15 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 
 fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
+        let port_hint = match value.rsplit_once(':') {
+            Some((_, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                format!(" (the port must be 0 to {})", u16::MAX)
+            }
+            _ => String::new(),
+        };
         invalid(
             key,
-            format!("`{value}` is not an address like 127.0.0.1:8443"),
+            format!("`{value}` is not an address like 127.0.0.1:8443{port_hint}"),
         )
     })
 }
@@ -648,6 +691,7 @@ fn parse_upstream_url(url: Option<&str>) -> Result<Uri, ConfigError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid(KEY, format!("`{url}` has no host")));
     }
+    check_url_port(KEY, url, &uri)?;
     if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
         return Err(invalid(
             KEY,
@@ -655,6 +699,31 @@ fn parse_upstream_url(url: Option<&str>) -> Result<Uri, ConfigError> {
         ));
     }
     Ok(uri)
+}
+
+/// Refuses a URL whose explicit port is not 1–65535 (`http::Uri` keeps any digits).
+fn check_url_port(key: &'static str, url: &str, uri: &Uri) -> Result<(), ConfigError> {
+    let Some(authority) = uri.authority() else {
+        return Ok(());
+    };
+    let text = authority.as_str();
+    let after_host = match text.rfind(']') {
+        Some(end) => &text[end + 1..],
+        None => text.rfind(':').map_or("", |i| &text[i..]),
+    };
+    let Some(port) = after_host.strip_prefix(':') else {
+        return Ok(());
+    };
+    match port.parse::<u16>() {
+        Ok(1..) => Ok(()),
+        _ => Err(invalid(
+            key,
+            format!(
+                "`{url}` has port `{port}`; a port must be 1 to {}",
+                u16::MAX
+            ),
+        )),
+    }
 }
 
 fn upstream_trust(uri: &Uri, cfg: &UpstreamSection) -> Result<UpstreamTrust, ConfigError> {
@@ -742,6 +811,70 @@ mod tests {
         );
         cfg.upstream.url = Some("https://vc/sdk".into());
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn url_ports_outside_the_range_are_named() {
+        let mut cfg = Config::default();
+        cfg.server.cert = Some("Cargo.toml".into());
+        cfg.server.key = Some("Cargo.toml".into());
+        cfg.upstream.insecure_skip_verify = true;
+        for url in [
+            "https://127.0.0.1:99999",
+            "https://vc:0",
+            "https://vc:",
+            "https://[::1]:65536",
+        ] {
+            cfg.upstream.url = Some(url.into());
+            let err = cfg.validate().expect_err(url).to_string();
+            assert!(
+                err.starts_with("config key `upstream.url`") && err.contains("port"),
+                "{url}: {err}"
+            );
+        }
+        for url in ["https://127.0.0.1:65535", "https://[::1]:443", "https://vc"] {
+            cfg.upstream.url = Some(url.into());
+            assert!(cfg.validate().is_ok(), "{url} refused");
+        }
+    }
+
+    #[test]
+    fn listen_ports_outside_the_range_are_named() {
+        let mut cfg = Config::default();
+        cfg.server.cert = Some("Cargo.toml".into());
+        cfg.server.key = Some("Cargo.toml".into());
+        cfg.upstream.url = Some("https://vc".into());
+        cfg.server.listen = "127.0.0.1:70000".into();
+        let err = cfg.validate().expect_err("port too large").to_string();
+        assert!(
+            err.contains("server.listen") && err.contains("port"),
+            "{err}"
+        );
+        cfg.server.listen = "127.0.0.1:8443".into();
+        cfg.admin.listen = "[::1]:123456".into();
+        let err = cfg.validate().expect_err("port too large").to_string();
+        assert!(
+            err.contains("admin.listen") && err.contains("port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn long_poll_limit_below_the_response_timeout_is_named() {
+        let mut cfg = Config::default();
+        cfg.server.cert = Some("Cargo.toml".into());
+        cfg.server.key = Some("Cargo.toml".into());
+        cfg.upstream.url = Some("https://vc".into());
+        cfg.upstream.long_poll_max_secs = 60;
+        let err = cfg.validate().expect_err("below 120").to_string();
+        assert!(err.contains("upstream.long_poll_max_secs"), "{err}");
+        cfg.upstream.long_poll_max_secs = 0;
+        let settings = cfg.validate().expect("no limit");
+        assert_eq!(settings.long_poll.max, None);
+        assert_eq!(settings.long_poll.margin, Duration::from_secs(30));
+        cfg.upstream.long_poll_max_secs = 14_400;
+        let settings = cfg.validate().expect("four hours");
+        assert_eq!(settings.long_poll.max, Some(Duration::from_secs(14_400)));
     }
 
     #[test]

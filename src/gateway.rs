@@ -26,7 +26,7 @@ use crate::identity::{
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::PolicyReloader;
-use crate::server::{ConnectionLimits, serve};
+use crate::server::{ConnectionLimits, ListenerMetrics, serve};
 use crate::ticket::{TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
 use http::HeaderName;
@@ -145,8 +145,10 @@ impl GatewayParts {
             limits: ConnectionLimits {
                 header_read_timeout: settings.header_read_timeout,
                 tls_handshake_timeout: settings.tls_handshake_timeout,
+                first_byte_timeout: settings.first_byte_timeout,
                 max_connections: settings.max_connections,
                 shutdown_grace: settings.shutdown_grace,
+                ..ConnectionLimits::default()
             },
             classify: settings.classify,
             policies: Arc::new(load_policies(&settings.policy_dir)?),
@@ -270,7 +272,10 @@ impl Gateway {
                 self.policies.clone(),
             ),
             ConnectionLimits::default(),
-            None,
+            Some(ListenerMetrics {
+                open_connections: None,
+                fd_exhausted: self.metrics.accept_exhausted("admin"),
+            }),
             async move {
                 let mut admin_stopped = admin_stopped;
                 let _ = admin_stopped.changed().await;
@@ -282,7 +287,10 @@ impl Gateway {
             Some(self.server_tls),
             self.service,
             self.limits,
-            Some(self.metrics.open_connections.clone()),
+            Some(ListenerMetrics {
+                open_connections: Some(self.metrics.open_connections.clone()),
+                fd_exhausted: self.metrics.accept_exhausted("gateway"),
+            }),
             async {
                 shutdown.await;
                 readiness.set_draining();

@@ -1,13 +1,17 @@
 //! vcguard: a policy-enforcing reverse proxy for the VMware vSphere API.
 
+mod accept_backoff;
 pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
+mod first_request;
 pub mod gate;
 pub mod gateway;
 pub mod identity;
+mod idle_connection;
 pub mod metrics;
 pub mod policy;
 pub mod reload;
@@ -16,4 +20,5 @@ pub(crate) mod shipped_policies;
 pub mod sim;
 pub mod ticket;
 pub mod tls;
+pub mod upstream_connect;
 pub mod vsphere;

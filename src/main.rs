@@ -308,6 +308,11 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<(), Str
     });
     init_logging(log_format.unwrap_or(config.log.format), config.log.access);
     let settings = config.validate().map_err(|e| e.to_string())?;
+    vcguard::fd_limit::prepare(vcguard::fd_limit::FdDemand {
+        client_connections: settings.max_connections as u64,
+        upstream_in_flight: settings.max_upstream_connections as u64,
+        upstream_idle: settings.pool_max_idle as u64,
+    })?;
     let parts = GatewayParts::from_settings(&settings).map_err(|e| e.to_string())?;
     let gateway = Gateway::bind(parts).await.map_err(|e| e.to_string())?;
     tracing::info!(

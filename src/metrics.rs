@@ -62,6 +62,15 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Policy reloads by result.
     pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Episodes in which a listener stopped accepting for lack of file descriptors or memory.
+    pub accept_exhausted: Family<ListenerLabels, Counter>,
+}
+
+/// Label set of `vcguard_accept_exhausted_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `gateway` or `admin`.
+    pub listener: &'static str,
 }
 
 /// Label set of `vcguard_policy_reloads_total`.
@@ -101,12 +110,19 @@ impl Metrics {
             "Policy reloads by result (applied, rejected)",
             policy_reloads.clone(),
         );
+        let accept_exhausted = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "accept_exhausted",
+            "Episodes in which a listener stopped accepting connections because the process ran out of file descriptors (or memory); open connections were still served",
+            accept_exhausted.clone(),
+        );
         Self {
             registry,
             requests,
             upstream_latency,
             open_connections,
             policy_reloads,
+            accept_exhausted,
         }
     }
 
@@ -123,6 +139,13 @@ impl Metrics {
         self.policy_reloads
             .get_or_create(&ReloadLabels { result })
             .inc();
+    }
+
+    /// The counter of accept-exhaustion episodes of `listener`.
+    pub fn accept_exhausted(&self, listener: &'static str) -> Counter {
+        self.accept_exhausted
+            .get_or_create(&ListenerLabels { listener })
+            .clone()
     }
 
     /// The registry, for later modules to register their own metrics.

@@ -4,7 +4,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -12,13 +14,17 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
-use crate::body::{BoxError, ProxyBody, boxed};
+use crate::accept_backoff::AcceptBackoff;
+use crate::body::{BoxError, ProxyBody, boxed, holding};
+use crate::first_request::{FirstRequestDeadline, FirstRequestSeen};
+use crate::idle_connection::{Activity, Busy};
 
 /// The client's address, placed in every request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +33,18 @@ pub struct ClientAddr(pub SocketAddr);
 /// Limits a listener enforces on its clients.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
-    /// Time a client may take to send request headers.
+    /// Time a client may take to send request headers (for a new connection: from its first
+    /// byte to its first request, HTTP/2 included); also how long a kept-alive HTTP/1.1
+    /// connection may sit idle between requests.
     pub header_read_timeout: Duration,
     /// Time a client may take to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Time a new connection may stay silent: from accept to its first byte (the TLS
+    /// ClientHello, or the request on a plain listener), and again from the end of the
+    /// TLS handshake to the first byte of the first request.
+    pub first_byte_timeout: Duration,
+    /// Idle time before TCP keep-alive probes start on accepted sockets (`None`: off).
+    pub tcp_keepalive: Option<Duration>,
     /// Connections open at once; further clients wait in the accept queue.
     pub max_connections: usize,
     /// After shutdown begins, how long in-flight requests may take.
@@ -42,10 +56,21 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(5),
+            tcp_keepalive: Some(Duration::from_secs(60)),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
         }
     }
+}
+
+/// What a listener counts: its open connections and its file-descriptor exhaustion episodes.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    /// Connections open now on this listener (`None`: not counted).
+    pub open_connections: Option<Gauge>,
+    /// Times accepting stopped because the process or system ran out of file descriptors.
+    pub fd_exhausted: Counter,
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then drains in-flight
@@ -55,7 +80,7 @@ pub async fn serve<S>(
     tls: Option<Arc<rustls::ServerConfig>>,
     service: S,
     limits: ConnectionLimits,
-    open_connections: Option<Gauge>,
+    metrics: Option<ListenerMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> bool
 where
@@ -69,6 +94,8 @@ where
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let limits = Arc::new(limits);
+    let mut backoff = AcceptBackoff::new(metrics.as_ref().map(|m| m.fd_exhausted.clone()));
+    let gauge = metrics.and_then(|m| m.open_connections);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -83,41 +110,60 @@ where
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                backoff.accepted();
+                pair
+            }
             Err(err) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                let pause = backoff.failed(&err);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
             }
         };
         let _ = stream.set_nodelay(true);
+        if let Some(idle) = limits.tcp_keepalive {
+            set_keepalive(&stream, idle);
+        }
         let watcher = graceful.watcher();
         let service = service.clone();
         let acceptor = acceptor.clone();
         let limits = limits.clone();
-        let gauge = open_connections.clone();
+        let gauge = gauge.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = gauge.map(OpenConnection::new);
+            if !first_byte_arrives(&stream, limits.first_byte_timeout, peer).await {
+                return;
+            }
+            let seen = FirstRequestSeen::default();
+            let activity = Activity::default();
             let service = PerConnection {
                 inner: service,
                 peer,
+                seen: seen.clone(),
+                activity: activity.clone(),
             };
             let builder = http_builder(&limits);
+            let head = limits.header_read_timeout;
             match acceptor {
                 None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    finish(watcher.watch(conn.into_owned()).await, peer);
+                    // The first byte is in already (peeked); the request head must follow.
+                    let io = FirstRequestDeadline::new(stream, None, head, seen);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    let conn = watcher.watch(conn.into_owned());
+                    finish(until_idle(conn, &activity, head, peer).await, peer);
                 }
                 Some(acceptor) => {
                     let Some(tls_stream) = handshake(&acceptor, stream, &limits, peer).await else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                    finish(watcher.watch(conn.into_owned()).await, peer);
+                    let first_byte = Some(limits.first_byte_timeout);
+                    let io = FirstRequestDeadline::new(tls_stream, first_byte, head, seen);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    let conn = watcher.watch(conn.into_owned());
+                    finish(until_idle(conn, &activity, head, peer).await, peer);
                 }
             }
         });
@@ -128,6 +174,35 @@ where
         .is_ok()
 }
 
+/// Enables TCP keep-alive probes after `idle` seconds without traffic (best effort).
+pub(crate) fn set_keepalive(stream: &TcpStream, idle: Duration) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(KEEPALIVE_PROBE_INTERVAL);
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %err, "cannot enable TCP keep-alive");
+    }
+}
+
+/// Seconds between TCP keep-alive probes once they start (the OS decides how many are sent).
+const KEEPALIVE_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Waits for the first byte of a new connection; false (and the connection is dropped)
+/// when the client stays silent for `limit` or closes first.
+async fn first_byte_arrives(stream: &TcpStream, limit: Duration, peer: SocketAddr) -> bool {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(limit, stream.peek(&mut byte)).await {
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "connection failed before its first byte");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(%peer, ?limit, "no first byte in time; connection closed");
+            false
+        }
+    }
+}
 fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -160,6 +235,22 @@ async fn handshake(
     }
 }
 
+/// Runs `conn` until it ends or has been idle (no request in progress) for `idle`.
+async fn until_idle(
+    conn: impl Future<Output = Result<(), BoxError>>,
+    activity: &Activity,
+    idle: Duration,
+    peer: SocketAddr,
+) -> Result<(), BoxError> {
+    tokio::select! {
+        result = conn => result,
+        () = activity.idle_for(idle) => {
+            tracing::debug!(%peer, ?idle, "idle connection closed");
+            Ok(())
+        }
+    }
+}
+
 fn finish(result: Result<(), BoxError>, peer: SocketAddr) {
     if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -171,19 +262,56 @@ fn finish(result: Result<(), BoxError>, peer: SocketAddr) {
 struct PerConnection<S> {
     inner: S,
     peer: SocketAddr,
+    seen: FirstRequestSeen,
+    activity: Activity,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible> + Clone,
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = tower::util::Oneshot<S, Request<ProxyBody>>;
+    type Future = Answer<tower::util::Oneshot<S, Request<ProxyBody>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.seen.mark();
+        // The connection is busy until the response body has been sent in full.
+        let busy = self.activity.begin();
         req.extensions_mut().insert(ClientAddr(self.peer));
-        self.inner.clone().oneshot(req.map(boxed))
+        Answer {
+            inner: self.inner.clone().oneshot(req.map(boxed)),
+            busy: Some(busy),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response on its way; its body keeps the connection marked busy until sent.
+    struct Answer<F> {
+        #[pin]
+        inner: F,
+        busy: Option<Busy>,
+    }
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+{
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(match this.busy.take() {
+            Some(busy) => response.map(|body| holding(body, busy)),
+            None => response,
+        }))
     }
 }
 

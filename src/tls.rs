@@ -24,6 +24,18 @@ pub enum TlsError {
         /// What is wrong with it.
         message: String,
     },
+    /// The private key does not belong to the certificate, or rustls refused the pair.
+    #[error(
+        "the private key in {key} (server.key) does not fit the certificate in {cert} (server.cert): {source}"
+    )]
+    CertKeyPair {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// rustls' reason, e.g. a key mismatch.
+        source: rustls::Error,
+    },
     /// rustls refused the certificate/key combination or settings.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -62,7 +74,14 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// The client-facing server config: HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_from(load_certs(cert)?, load_key(key)?)
+    server_config_from(load_certs(cert)?, load_key(key)?).map_err(|err| match err {
+        TlsError::Rustls(source) => TlsError::CertKeyPair {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source,
+        },
+        other => other,
+    })
 }
 
 /// A server config from an in-memory chain and key.
@@ -251,6 +270,25 @@ mod tests {
             crate::config::parse_thumbprint(&print),
             Some(Sha256::digest(cert.cert_der.as_ref()).into())
         );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_names_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = SelfSigned::generate(&["localhost"]).expect("generate");
+        let other = SelfSigned::generate(&["localhost"]).expect("generate");
+        let cert = dir.path().join("gateway-cert.pem");
+        let key = dir.path().join("other-key.pem");
+        std::fs::write(&cert, &one.cert_pem).expect("write cert");
+        std::fs::write(&key, &other.key_pem).expect("write key");
+        let err = server_config(&cert, &key).expect_err("mismatched pair");
+        let text = err.to_string();
+        assert!(
+            text.contains("gateway-cert.pem") && text.contains("other-key.pem"),
+            "{text}"
+        );
+        std::fs::write(&key, &one.key_pem).expect("write matching key");
+        assert!(server_config(&cert, &key).is_ok());
     }
 
     #[test]

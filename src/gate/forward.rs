@@ -13,7 +13,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tower::Service;
@@ -22,8 +21,7 @@ use crate::body::{ProxyBody, boxed, holding};
 use crate::gate::error::GatewayError;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
-
-type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+use crate::upstream_connect::{UPSTREAM_TCP_KEEPALIVE, UpstreamConnector};
 
 /// Where and how to reach vCenter.
 #[derive(Debug, Clone)]
@@ -67,7 +65,7 @@ pub struct Forward {
 }
 
 struct ForwardInner {
-    client: Client<HttpsConnector, ProxyBody>,
+    client: Client<UpstreamConnector, ProxyBody>,
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
@@ -79,16 +77,11 @@ struct ForwardInner {
 impl Forward {
     /// A forwarder to `options.base`, counting into `metrics`.
     pub fn new(options: UpstreamOptions, metrics: Arc<Metrics>) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(options.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(options.tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = UpstreamConnector::new(
+            options.tls,
+            options.connect_timeout,
+            Some(UPSTREAM_TCP_KEEPALIVE),
+        );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -8,6 +8,7 @@ pub mod fuzz_entry;
 pub mod guarded;
 pub mod indirect;
 pub mod json_body;
+pub mod long_poll;
 pub mod operation;
 pub mod path;
 pub mod soap;

@@ -673,14 +673,7 @@ pub fn sniff_whole(body: &[u8]) -> Result<SoapHead, SoapError> {
 
 /// Parses a whole SOAP request strictly and resolves its guarded effect, if any.
 pub fn parse_soap_call(body: &[u8], guarded: &GuardedMethods) -> Result<SoapCall, SoapError> {
-    if body_start(body) != BodyStart::Xml {
-        return Err(SoapError::NotXml);
-    }
-    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-    let text = std::str::from_utf8(body).map_err(|_| XmlError::NotUtf8)?;
-    let Walked::Full { head, method } = walk(text, Mode::Full)? else {
-        return Err(SoapError::Truncated);
-    };
+    let (head, method) = parse_method_element(body)?;
     let guarded_call = match guarded.lookup(&head.method) {
         MethodLookup::NotGuarded => None,
         MethodLookup::WrongCase { canonical } => {
@@ -724,6 +717,20 @@ pub fn parse_soap_call(body: &[u8], guarded: &GuardedMethods) -> Result<SoapCall
         head,
         guarded: guarded_call,
     })
+}
+
+/// Parses a whole SOAP request strictly; returns its head and the method element (parameters
+/// as children, `_this` first).
+pub(crate) fn parse_method_element(body: &[u8]) -> Result<(SoapHead, Element), SoapError> {
+    if body_start(body) != BodyStart::Xml {
+        return Err(SoapError::NotXml);
+    }
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    let text = std::str::from_utf8(body).map_err(|_| XmlError::NotUtf8)?;
+    match walk(text, Mode::Full)? {
+        Walked::Full { head, method } => Ok((head, method)),
+        _ => Err(SoapError::Truncated),
+    }
 }
 
 fn guarded_this(head: &SoapHead) -> Result<&MoRef, SoapError> {

@@ -295,3 +295,4 @@ pub async fn raw_exchange(
         .unwrap_or_default();
     (status, body)
 }
+pub mod edge;
