@@ -59,6 +59,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Policy reloads by result.
     pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Audit records dropped because the log could not be written and its queue was full.
+    pub audit_dropped: Counter,
 }
 
 /// Label set of `vcguard_policy_reloads_total`.
@@ -98,8 +100,15 @@ impl Metrics {
             "Policy reloads by result (applied, rejected)",
             policy_reloads.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit records dropped because the log could not be written and its queue was full",
+            audit_dropped.clone(),
+        );
         Self {
             registry,
+            audit_dropped,
             requests,
             upstream_latency,
             open_connections,

@@ -293,3 +293,4 @@ pub async fn raw_exchange(
         .unwrap_or_default();
     (status, body)
 }
+pub mod gateway_process;
