@@ -39,7 +39,7 @@ async fn reads(gw: &GatewayProcess, client: &reqwest::Client, token: &str, n: us
     ok
 }
 
-/// A guarded call (allowed by the shipped policies): its status.
+/// A guarded call (allowed by the shipped policies; vCenter answers 204): its status.
 async fn guarded(gw: &GatewayProcess, client: &reqwest::Client, token: &str) -> u16 {
     client
         .post(format!(
@@ -229,7 +229,8 @@ async fn a_full_filesystem_refuses_guarded_calls_keeps_reads_flowing_and_recover
     let mut gw = GatewayProcess::start(&config).await;
     let client = gw.client();
     let token = gw.login(&client).await;
-    assert_eq!(guarded(&gw, &client, &token).await, 200);
+    let status = guarded(&gw, &client, &token).await;
+    assert!((200..300).contains(&status), "guarded call: {status}");
 
     let filler = logdir.join("filler");
     assert!(fill(&filler) > 0);
@@ -281,7 +282,8 @@ async fn a_full_filesystem_refuses_guarded_calls_keeps_reads_flowing_and_recover
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "the gateway must recover once space returns");
-    assert_eq!(guarded(&gw, &client, &token).await, 200);
+    let status = guarded(&gw, &client, &token).await;
+    assert!((200..300).contains(&status), "guarded call: {status}");
     gw.stop();
 
     let all = records_in(&vcguard::audit::log_set(&active).expect("set"));
