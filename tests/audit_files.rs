@@ -95,9 +95,9 @@ async fn mv_and_sigusr1_continue_the_chain_in_a_new_file() {
 
     let reopen = first_record(&active).expect("reopen");
     assert_eq!(reopen["reason"], "renamed");
-    let old = records_in(&[rotated.clone()]);
+    let old = records_in(std::slice::from_ref(&rotated));
     assert_eq!(reopen["prev"], old.last().expect("old records")["hash"]);
-    let after = records_in(&[active.clone()]);
+    let after = records_in(std::slice::from_ref(&active));
     assert!(
         after.iter().filter(|r| r["kind"] == "outcome").count() >= 5,
         "later records go to the new file"
