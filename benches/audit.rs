@@ -1,5 +1,6 @@
-//! Audit writer cost: records per second through the group-commit writer (`write`), and
-//! the latency of one `write_durable` (render, write, fsync) on a temporary directory.
+//! Audit writer cost: records per second through the group-commit writer with `write`
+//! (queued), `write_committed` (resolves after write(2)) and `write_durable` (after
+//! fsync), from 1 and from 16 concurrent writers, on a temporary directory.
 
 use std::hint::black_box;
 
@@ -87,12 +88,78 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
+
+    // Records per second by mode and number of concurrent writers: each iteration writes
+    // RECORDS_PER_ROUND records split across the writers, each waiting for its own.
+    for writers in [1u64, 16] {
+        for mode in [Mode::Queued, Mode::Committed, Mode::Durable] {
+            let per_writer = mode.records(writers) / writers;
+            group.throughput(Throughput::Elements(per_writer * writers));
+            group.bench_function(format!("{}_{writers}_writers", mode.name()), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..writers)
+                            .map(|w| {
+                                let log = log.clone();
+                                tokio::spawn(async move {
+                                    for i in 0..per_writer {
+                                        let event = outcome(w * 1_000_000 + i);
+                                        match mode {
+                                            Mode::Queued => log.write(event).await.map(|_| ()),
+                                            Mode::Committed => {
+                                                log.write_committed(event).await.map(|_| ())
+                                            }
+                                            Mode::Durable => {
+                                                log.write_durable(event).await.map(|_| ())
+                                            }
+                                        }
+                                        .expect("write");
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.expect("writer task");
+                        }
+                        if mode == Mode::Queued {
+                            log.flush().await.expect("flush");
+                        }
+                    })
+                })
+            });
+        }
+    }
     group.finish();
 
     rt.block_on(async {
         log.close().await;
         task.wait().await.expect("writer task");
     });
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Queued,
+    Committed,
+    Durable,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Queued => "write",
+            Mode::Committed => "write_committed",
+            Mode::Durable => "write_durable",
+        }
+    }
+
+    /// Records per iteration: fewer for fsync-bound modes so an iteration stays short.
+    fn records(self, writers: u64) -> u64 {
+        match self {
+            Mode::Queued | Mode::Committed => 4_096,
+            Mode::Durable => 64 * writers.min(4),
+        }
+    }
 }
 
 fn main() {

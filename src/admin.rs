@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::Service;
 
+use crate::audit::{AuditLog, Health};
 use crate::body::{ProxyBody, full};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -40,6 +41,7 @@ pub struct AdminService {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     policies: Arc<PolicyStore>,
+    audit: Option<AuditLog>,
 }
 
 impl AdminService {
@@ -49,7 +51,14 @@ impl AdminService {
             metrics,
             readiness,
             policies,
+            audit: None,
         }
+    }
+
+    /// Also answers `/readyz` with 503 while `log` cannot be written.
+    pub fn with_audit(mut self, log: AuditLog) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     fn answer(&self, req: &Request<ProxyBody>) -> Response<ProxyBody> {
@@ -59,11 +68,28 @@ impl AdminService {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
             "/readyz" => {
-                let ready = self.readiness.is_ready();
-                let body = serde_json::json!({
-                    "status": if ready { "ready" } else { "draining" },
+                let draining = !self.readiness.is_ready();
+                let audit = self
+                    .audit
+                    .as_ref()
+                    .map_or(Health::Healthy, AuditLog::health);
+                let mut body = serde_json::json!({
+                    "status": if draining {
+                        "draining"
+                    } else if audit.is_healthy() {
+                        "ready"
+                    } else {
+                        "audit_failing"
+                    },
                     "policy_set": self.policies.current().hash(),
                 });
+                if let Health::Failing { reason, .. } = &audit {
+                    body["audit"] = serde_json::json!({
+                        "reason": reason,
+                        "since": audit.since_rfc3339(),
+                    });
+                }
+                let ready = !draining && audit.is_healthy();
                 let status = if ready {
                     StatusCode::OK
                 } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use crate::audit::{AuditConfig, SyslogConfig};
+use crate::audit::{AuditConfig, OnFull, SyslogConfig};
 use crate::gate::classify::ClassifyLimits;
 use crate::identity::IdentityTokenConfig;
 use crate::ticket::TicketConfig;
@@ -216,6 +216,14 @@ pub struct AuditSection {
     pub queue_capacity: usize,
     /// Milliseconds an outcome record may stay written but not fsynced; 0 fsyncs every batch. Default 1000.
     pub sync_interval_ms: u64,
+    /// Also rotate the active file once its first record is this many seconds old; 0: by size only. Default 0.
+    pub rotate_every_secs: u64,
+    /// Keep at most this many rotated files (the oldest are removed at rotation); 0: no limit. Default 0.
+    pub keep_files: u32,
+    /// Remove rotated files last written more than this many days ago (at rotation); 0: no limit. Default 0.
+    pub keep_days: u32,
+    /// What is refused with a 503 while the log cannot be written: `refuse_guarded` (default) or `refuse_all`.
+    pub on_full: OnFull,
     /// Forward every record to a syslog collector too (RFC 5424 over TCP or TLS).
     pub syslog: Option<SyslogSection>,
 }
@@ -231,6 +239,10 @@ impl Default for AuditSection {
             checkpoint_secs: crate::audit::DEFAULT_CHECKPOINT_EVERY.as_secs(),
             queue_capacity: crate::audit::DEFAULT_QUEUE_CAPACITY,
             sync_interval_ms: crate::audit::DEFAULT_SYNC_EVERY.as_millis() as u64,
+            rotate_every_secs: 0,
+            keep_files: 0,
+            keep_days: 0,
+            on_full: OnFull::default(),
             syslog: None,
         }
     }
@@ -293,6 +305,11 @@ impl AuditSection {
         config.checkpoint_every = Duration::from_secs(self.checkpoint_secs.max(1));
         config.queue_capacity = self.queue_capacity.max(1);
         config.sync_every = Duration::from_millis(self.sync_interval_ms);
+        config.rotate_every =
+            (self.rotate_every_secs > 0).then(|| Duration::from_secs(self.rotate_every_secs));
+        config.keep_files = self.keep_files;
+        config.keep_days = self.keep_days;
+        config.on_full = self.on_full;
         config.syslog = self.syslog.as_ref().map(|s| {
             let mut syslog = SyslogConfig::new(&s.address);
             syslog.tls_ca = s.tls_ca.clone();

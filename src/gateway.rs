@@ -262,6 +262,17 @@ impl Gateway {
     /// grace period). Returns false if requests were still running when the grace period ended.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> bool {
         let readiness = Readiness::default();
+        // SIGUSR1 reopens the audit log (logrotate); installed before serving so that the
+        // signal never ends the process.
+        self.audit
+            .count_drops_in(self.metrics.audit_dropped.clone());
+        let reopen = match crate::audit::reopen_on_sigusr1(self.audit.clone()) {
+            Ok(task) => Some(tokio::spawn(task)),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot install the SIGUSR1 handler; the audit log is still reopened when its file is moved");
+                None
+            }
+        };
         let (stop_admin, admin_stopped) = watch::channel(());
         let admin = tokio::spawn(serve(
             self.admin_listener,
@@ -270,7 +281,8 @@ impl Gateway {
                 self.metrics.clone(),
                 readiness.clone(),
                 self.policies.clone(),
-            ),
+            )
+            .with_audit(self.audit.clone()),
             ConnectionLimits::default(),
             Some(ListenerMetrics {
                 open_connections: None,
@@ -302,6 +314,9 @@ impl Gateway {
             tracing::warn!("grace period over with requests still in flight");
         }
         reloader.abort();
+        if let Some(reopen) = reopen {
+            reopen.abort();
+        }
         let _ = stop_admin.send(());
         let _ = admin.await;
         self.audit.close().await;

@@ -40,9 +40,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check every record's hash and link across FILES in order (oldest first).
+    /// Check every record's hash and link across FILES in order (oldest first). One
+    /// argument may be the log directory or the active file: its rotated siblings are
+    /// found and checked with it, and every gap is reported.
     Verify {
-        /// Audit files, rotated ones first, the active one last.
+        /// Audit files, rotated ones first, the active one last; or one directory or active file.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -440,7 +442,22 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
     use vcguard::audit::{QueryFilter, parse_time, query, tail, verify};
     match command {
         AuditCommand::Verify { files } => {
-            let report = verify(&files);
+            let report = match files.as_slice() {
+                [one] => {
+                    let set = vcguard::audit::log_set(one).map_err(|e| e.to_string())?;
+                    if set.is_empty() {
+                        return Err(format!("{}: no audit log files found", one.display()));
+                    }
+                    if set.len() > 1 {
+                        println!("checking {} files:", set.len());
+                        for f in &set {
+                            println!("  {}", f.display());
+                        }
+                    }
+                    vcguard::audit::verify_set(&set)
+                }
+                _ => verify(&files),
+            };
             print!("{report}");
             if report.ok {
                 Ok(())
@@ -456,7 +473,11 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 user: args.user,
                 method: args.method,
                 host: args.host,
-                decision: args.decision.map(|d| d.parse()).transpose()?,
+                decision: args
+                    .decision
+                    .map(|d| d.parse())
+                    .transpose()
+                    .map_err(|e: vcguard::audit::UnknownDecision| e.to_string())?,
                 ticket: args.ticket,
             };
             let mut out = std::io::stdout().lock();

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Policy reloads by result.
     pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Audit records dropped because the log could not be written and its queue was full.
+    pub audit_dropped: Counter,
     /// Episodes in which a listener stopped accepting for lack of file descriptors or memory.
     pub accept_exhausted: Family<ListenerLabels, Counter>,
 }
@@ -116,8 +118,15 @@ impl Metrics {
             "Episodes in which a listener stopped accepting connections because the process ran out of file descriptors (or memory); open connections were still served",
             accept_exhausted.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit records dropped because the log could not be written and its queue was full",
+            audit_dropped.clone(),
+        );
         Self {
             registry,
+            audit_dropped,
             requests,
             upstream_latency,
             open_connections,

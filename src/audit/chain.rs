@@ -136,6 +136,14 @@ pub(super) fn render(env: &Envelope<'_>, body_json: &[u8]) -> (Vec<u8>, String) 
 }
 
 #[derive(Deserialize)]
+struct BreakView<'a> {
+    #[serde(borrow)]
+    file: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
 struct TornView<'a> {
     #[serde(borrow)]
     file: Option<Cow<'a, str>>,
@@ -157,6 +165,18 @@ struct HeaderView<'a> {
     #[serde(borrow)]
     torn_tail: Option<TornView<'a>>,
     failures: Option<u64>,
+    #[serde(borrow)]
+    chain_break: Option<BreakView<'a>>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+    lost: Option<u64>,
+    #[serde(borrow)]
+    from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    until: Option<Cow<'a, str>>,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    removed: Option<Vec<Cow<'a, str>>>,
 }
 
 /// The chain fields of a checked line, and what `verify` notes about it.
@@ -171,23 +191,75 @@ pub(super) struct Header {
     /// File name and length of a torn line removed at this start.
     pub(super) torn_tail: Option<(String, u64)>,
     pub(super) failures: Option<u64>,
+    /// A `start` that could not chain: the file and why.
+    pub(super) chain_break: Option<(String, String)>,
+    /// What the writer's own record says happened (`reopen`, `gap`): its `reason`.
+    pub(super) note: Option<NoteFields>,
+}
+
+/// Members of the writer's `reopen`, `gap` and `retention` records that `verify` reports.
+#[derive(Debug, Clone, Default)]
+pub(super) struct NoteFields {
+    pub(super) reason: Option<String>,
+    pub(super) lost: Option<u64>,
+    pub(super) from: Option<String>,
+    pub(super) until: Option<String>,
+    pub(super) first_seq: Option<u64>,
+    pub(super) last_seq: Option<u64>,
+    pub(super) removed: Vec<String>,
+}
+
+/// Why a line is not a valid record.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LineError {
+    /// The line does not end in a well-formed `hash` member.
+    #[error("the line does not end with a `hash` member of 64 lowercase hex digits")]
+    NoHash,
+    /// The content does not hash to the stated value.
+    #[error("hash mismatch: the record says {stated}, its content hashes to {computed}")]
+    Mismatch {
+        /// The `hash` member.
+        stated: String,
+        /// The hash of the content.
+        computed: String,
+    },
+    /// The line is not a JSON record with the envelope members.
+    #[error("not a valid record ({0})")]
+    NotJson(#[source] serde_json::Error),
+    /// The `v` member names a format this build does not read.
+    #[error("unsupported format version {0}")]
+    Version(u64),
 }
 
 /// Checks a line's own hash and format version and returns its chain fields.
-pub(super) fn check_line(line: &[u8]) -> Result<Header, String> {
-    let (prefix, stated) = split_hash(line)
-        .ok_or("the line does not end with a `hash` member of 64 lowercase hex digits")?;
+pub(super) fn check_line(line: &[u8]) -> Result<Header, LineError> {
+    let (prefix, stated) = split_hash(line).ok_or(LineError::NoHash)?;
     let computed = hash_of_prefix(prefix);
     if computed != stated {
-        return Err(format!(
-            "hash mismatch: the record says {stated}, its content hashes to {computed}"
-        ));
+        return Err(LineError::Mismatch {
+            stated: stated.to_owned(),
+            computed,
+        });
     }
-    let h: HeaderView<'_> =
-        serde_json::from_slice(line).map_err(|e| format!("not a valid record ({e})"))?;
+    let h: HeaderView<'_> = serde_json::from_slice(line).map_err(LineError::NotJson)?;
     if h.v != FORMAT_VERSION {
-        return Err(format!("unsupported format version {}", h.v));
+        return Err(LineError::Version(h.v));
     }
+    let writer_note = matches!(h.kind.as_ref(), "reopen" | "gap" | "retention");
+    let note = writer_note.then(|| NoteFields {
+        reason: h.reason.map(Cow::into_owned),
+        lost: h.lost,
+        from: h.from.map(Cow::into_owned),
+        until: h.until.map(Cow::into_owned),
+        first_seq: h.first_seq,
+        last_seq: h.last_seq,
+        removed: h
+            .removed
+            .unwrap_or_default()
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect(),
+    });
     Ok(Header {
         seq: h.seq,
         kind: h.kind.into_owned(),
@@ -202,6 +274,13 @@ pub(super) fn check_line(line: &[u8]) -> Result<Header, String> {
             )
         }),
         failures: h.failures,
+        chain_break: h.chain_break.map(|b| {
+            (
+                b.file.map(Cow::into_owned).unwrap_or_default(),
+                b.reason.map(Cow::into_owned).unwrap_or_default(),
+            )
+        }),
+        note,
     })
 }
 

@@ -7,11 +7,16 @@
 //! specified in `docs/AUDIT_FORMAT.md`.
 
 mod chain;
+mod file;
+mod files;
+mod health;
 mod query;
 mod reader;
 mod record;
 mod redact;
+mod signal;
 mod syslog;
+mod task;
 mod verify;
 mod writer;
 
@@ -21,7 +26,9 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
-pub use query::{DecisionFilter, QueryFilter, parse_time, query, tail};
+pub use files::log_set;
+pub use health::{Health, OnFull};
+pub use query::{DecisionFilter, QueryFilter, UnknownDecision, parse_time, query, tail};
 pub use reader::log_files;
 pub use record::{
     AuditEvent, CallRecord, KeyedHash, OutcomeRecord, ReloadRecord, TicketKind, TicketRef, Verdict,
@@ -29,8 +36,9 @@ pub use record::{
 pub use redact::{
     DEFAULT_REDACTED_HEADERS, KEYED_HASH_HEX_CHARS, MIN_HMAC_KEY_BYTES, Redactor, redact_headers,
 };
+pub use signal::reopen_on_sigusr1;
 pub use syslog::{SyslogConfig, SyslogSender, spawn_syslog};
-pub use verify::{Problem, VerifyFailure, VerifyReport, verify};
+pub use verify::{Problem, VerifyFailure, VerifyReport, verify, verify_set};
 pub use writer::{
     AuditConfig, AuditLog, AuditTask, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_EVERY_RECORDS,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_ROTATE_BYTES, DEFAULT_ROTATED_NAME, DEFAULT_SYNC_EVERY,
@@ -65,13 +73,37 @@ pub enum AuditError {
         /// What is wrong.
         detail: String,
     },
-    /// The record is not on disk: the write or fsync failed.
-    #[error("audit record not written to {}: {reason}", path.display())]
+    /// The record is not on disk: the write, fsync, rotation or reopen failed.
+    #[error("audit record not written to {}: cannot {op}: {source}", path.display())]
     WriteFailed {
         /// The active file.
         path: PathBuf,
-        /// The I/O error.
-        reason: String,
+        /// What was attempted, e.g. `write to audit.jsonl`.
+        op: String,
+        /// The I/O error (its kind tells disk-full from other faults).
+        #[source]
+        source: io::Error,
+    },
+    /// The log is failing and the writer is backing off: refused without an attempt.
+    #[error("audit log {} cannot be written since {since}: {source}", path.display())]
+    Unavailable {
+        /// The active file.
+        path: PathBuf,
+        /// When the log started failing (RFC 3339).
+        since: String,
+        /// The last write error.
+        #[source]
+        source: io::Error,
+    },
+    /// The log is failing and its queue is full: the record was dropped (counted, and
+    /// reported in a `gap` record once the log can be written again).
+    #[error("audit record dropped: {} is failing and its queue is full: {source}", path.display())]
+    Dropped {
+        /// The active file.
+        path: PathBuf,
+        /// The last write error.
+        #[source]
+        source: io::Error,
     },
     /// The log was closed.
     #[error("audit log is closed")]

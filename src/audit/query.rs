@@ -29,17 +29,20 @@ pub enum DecisionFilter {
     WouldDeny,
 }
 
-impl FromStr for DecisionFilter {
-    type Err = String;
+/// A `--decision` value that is not `allow`, `deny` or `would-deny`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown decision {0:?}: expected allow, deny or would-deny")]
+pub struct UnknownDecision(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for DecisionFilter {
+    type Err = UnknownDecision;
+
+    fn from_str(s: &str) -> Result<Self, UnknownDecision> {
         match s {
             "allow" => Ok(DecisionFilter::Allow),
             "deny" => Ok(DecisionFilter::Deny),
             "would-deny" | "would_deny" => Ok(DecisionFilter::WouldDeny),
-            other => Err(format!(
-                "unknown decision {other:?}: expected allow, deny or would-deny"
-            )),
+            other => Err(UnknownDecision(other.to_owned())),
         }
     }
 }

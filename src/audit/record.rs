@@ -202,6 +202,61 @@ pub(super) struct StartBody {
     pub(super) pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) torn_tail: Option<TornTail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) chain_break: Option<ChainBreak>,
+}
+
+/// Why a start could not chain from the last record of the previous file.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ChainBreak {
+    /// The newest earlier file, whose last record could not be used.
+    pub(super) file: String,
+    /// What was wrong with it.
+    pub(super) reason: String,
+}
+
+/// Body of a `reopen` record: the running writer found its active file changed.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ReopenBody {
+    /// `renamed`, `deleted`, `truncated`, `appended` or `missing`.
+    pub(super) reason: &'static str,
+    /// The old file's name (where it was set aside, for `truncated` and `appended`).
+    pub(super) file: String,
+    /// Seq of the old file's first record.
+    pub(super) first_seq: u64,
+    /// Seq of the last record the writer put in it.
+    pub(super) last_seq: u64,
+    /// Bytes the writer had written to it.
+    pub(super) expected_bytes: u64,
+    /// Bytes found at the path (`truncated`, `appended`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) found_bytes: Option<u64>,
+}
+
+/// Body of a `gap` record: records dropped while the log could not be written.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct GapBody {
+    /// How many records were dropped.
+    pub(super) lost: u64,
+    /// Submission time of the first dropped record.
+    pub(super) from: String,
+    /// Submission time of the last dropped record.
+    pub(super) until: String,
+    /// The write error at the time.
+    pub(super) reason: String,
+}
+
+/// Body of a `retention` record: rotated files removed by `keep_files` / `keep_days`.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct RetentionBody {
+    /// Names of the removed files, oldest first.
+    pub(super) removed: Vec<String>,
+    /// Seq of the first record still kept.
+    pub(super) oldest_kept_seq: u64,
+    /// The `keep_files` setting (0: no limit).
+    pub(super) keep_files: u32,
+    /// The `keep_days` setting (0: no limit).
+    pub(super) keep_days: u32,
 }
 
 /// A torn final line removed at start-up after a crash.

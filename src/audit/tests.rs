@@ -515,6 +515,17 @@ async fn open_fails_clearly_when_the_log_cannot_be_written() {
     ));
 }
 
+/// Polls `health()` until the log is healthy again (the retry comes within 5 s).
+async fn wait_healthy(log: &AuditLog) {
+    for _ in 0..1000 {
+        if log.health().is_healthy() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the audit log did not recover: {}", log.health());
+}
+
 #[tokio::test]
 async fn write_and_fsync_failures_are_reported_rolled_back_and_retried() {
     let dir = tempfile::tempdir().unwrap();
@@ -529,8 +540,19 @@ async fn write_and_fsync_failures_are_reported_rolled_back_and_retried() {
     let err = log.write_durable(decision(2)).await.unwrap_err();
     assert!(matches!(err, AuditError::WriteFailed { .. }), "{err}");
     assert!(err.to_string().contains("injected write failure"), "{err}");
+    let source = std::error::Error::source(&err).expect("the io error is the source");
+    assert!(source.is::<std::io::Error>(), "{source:?}");
     assert_eq!(log.failures(), 1);
+    assert!(!log.health().is_healthy());
+    assert!(log.refuses(true) && !log.refuses(false));
     assert!(verify(&files(&cfg)).ok, "the partial write must be cut off");
+
+    // During the back-off a durable write is refused at once, without an attempt.
+    let err = log.write_durable(decision(3)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Unavailable { .. }), "{err}");
+    assert_eq!(log.failures(), 1);
+    // The retry (a checkpoint as probe) succeeds: healthy again.
+    wait_healthy(&log).await;
 
     // Bytes written but the fsync fails: rolled back too.
     log.faults()
@@ -538,6 +560,7 @@ async fn write_and_fsync_failures_are_reported_rolled_back_and_retried() {
         .store(1, std::sync::atomic::Ordering::SeqCst);
     assert!(log.write_durable(decision(3)).await.is_err());
     assert_eq!(log.failures(), 2);
+    wait_healthy(&log).await;
 
     // A queued record hit by a failure is retried, not lost.
     log.faults()
@@ -583,12 +606,13 @@ async fn rotation_into_a_vanished_directory_fails_the_write_then_recovers() {
             break;
         }
     }
-    let err = failed.expect("a rotation must have been attempted");
-    assert!(err.to_string().contains("cannot rotate"), "{err}");
+    let err = failed.expect("a write must have failed");
+    assert!(matches!(err, AuditError::WriteFailed { .. }), "{err}");
     assert!(log.failures() >= 1);
 
     std::fs::remove_file(&logdir).unwrap();
     std::fs::rename(&aside, &logdir).unwrap();
+    wait_healthy(&log).await;
     log.write_durable(decision(99)).await.unwrap();
     log.close().await;
     task.wait().await.unwrap();
@@ -1251,4 +1275,311 @@ async fn sync_interval_zero_fsyncs_every_batch() {
     assert!(log.commits() > after_open);
     log.close().await;
     task.wait().await.unwrap();
+}
+
+/// Every record of the log found from the active file, across all its files.
+fn set_records(cfg: &AuditConfig) -> Vec<Value> {
+    records(&log_set(&cfg.path).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_committed_is_in_the_file_when_it_returns_and_shares_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let after_open = log.commits();
+    let r = log.write_committed(outcome(0)).await.unwrap();
+    // Handed to the OS: readable at once, no fsync.
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    assert!(text.contains(&r.hash), "the record is in the file");
+    assert_eq!(log.commits(), after_open, "write_committed does not fsync");
+
+    let mut handles = Vec::new();
+    for t in 0..16 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..100 {
+                seqs.push(
+                    log.write_committed(outcome(1000 + t * 100 + i))
+                        .await
+                        .unwrap()
+                        .seq,
+                );
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for h in handles {
+        seqs.extend(h.await.unwrap());
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 1600, "every caller got its own record");
+    log.close().await;
+    task.wait().await.unwrap();
+    let report = verify(&files(&cfg));
+    assert!(report.ok, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_backs_off_drops_at_once_when_full_and_records_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.queue_capacity = 8;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_durable(decision(0)).await.unwrap();
+    let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
+    log.count_drops_in(counter.clone());
+
+    // The disk fails until further notice.
+    log.faults()
+        .fail_write
+        .store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
+    assert!(log.write_durable(decision(1)).await.is_err());
+    let Health::Failing { reason, .. } = log.health() else {
+        panic!("must be failing");
+    };
+    assert!(reason.contains("injected write failure"), "{reason}");
+
+    // The queue fills, then writes fail at once instead of hanging.
+    let hang_guard = Duration::from_secs(30);
+    let mut queued = 0;
+    let mut dropped = 0;
+    for i in 0..40 {
+        match tokio::time::timeout(hang_guard, log.write(outcome(100 + i)))
+            .await
+            .expect("write must not hang on a failing disk")
+        {
+            Ok(()) => queued += 1,
+            Err(AuditError::Dropped { .. }) => dropped += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((queued, dropped), (8, 32));
+    assert_eq!(log.dropped(), 32);
+    assert_eq!(counter.get(), 32);
+    // Back-off: attempts do not follow the callers' rate.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let attempts = log.failures();
+    assert!(
+        attempts < 10,
+        "{attempts} attempts in 0.7 s: the writer must back off"
+    );
+
+    // Space returns: the backlog and one gap record are written without a restart.
+    log.faults()
+        .fail_write
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    wait_healthy(&log).await;
+    log.write_durable(decision(2)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let recs = set_records(&cfg);
+    let outcomes = recs.iter().filter(|r| r["kind"] == "outcome").count();
+    assert_eq!(outcomes, 8, "the queued records reach the file");
+    let gaps: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "gap").collect();
+    assert_eq!(gaps.len(), 1, "one gap record");
+    assert_eq!(gaps[0]["lost"], 32);
+    assert!(gaps[0]["from"].as_str().unwrap() <= gaps[0]["until"].as_str().unwrap());
+    let report = verify_set(&log_set(&cfg.path).unwrap());
+    assert!(!report.ok);
+    assert_eq!(report.breaks.len(), 1, "{report}");
+    assert_eq!(report.breaks[0].problem, Problem::Dropped);
+    assert!(
+        report.to_string().contains("dropped 32 records"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_large_backlog_is_written_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.queue_capacity = 500;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.faults()
+        .fail_write
+        .store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
+    assert!(log.write_durable(decision(0)).await.is_err());
+    for i in 0..500 {
+        log.write(outcome(i)).await.unwrap();
+    }
+    // Only a few pieces fit: the first two writes succeed, then the disk is full again.
+    log.faults()
+        .fail_write
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let before = log.commits();
+    wait_healthy(&log).await;
+    assert!(
+        log.commits() - before > 5,
+        "the backlog must go out in several fsynced pieces"
+    );
+    log.close().await;
+    task.wait().await.unwrap();
+    let recs = records(&files(&cfg));
+    assert_eq!(recs.iter().filter(|r| r["kind"] == "outcome").count(), 500);
+    assert!(verify(&files(&cfg)).ok);
+}
+
+#[tokio::test]
+async fn a_renamed_active_file_continues_the_chain_in_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_durable(decision(1)).await.unwrap();
+    let moved = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&cfg.path, &moved).unwrap();
+    // SIGUSR1's path: reopen at once.
+    assert!(log.reopen().await.unwrap(), "a new file is opened");
+    assert!(!log.reopen().await.unwrap(), "nothing changed since");
+    log.write_durable(decision(2)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let active = records(std::slice::from_ref(&cfg.path));
+    assert_eq!(active[0]["kind"], "reopen");
+    assert_eq!(active[0]["reason"], "renamed");
+    let old = records(std::slice::from_ref(&moved));
+    assert_eq!(active[0]["prev"], old.last().unwrap()["hash"]);
+    let set = log_set(&cfg.path).unwrap();
+    assert_eq!(set, vec![moved, cfg.path.clone()]);
+    let report = verify_set(&set);
+    assert!(report.ok, "{report}");
+    assert!(
+        report.to_string().contains("found its active file renamed"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_or_truncated_active_file_is_noticed_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_bytes = 4096;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    for i in 0..12 {
+        log.write_durable(decision(i)).await.unwrap();
+    }
+    // rm of the active file: the next write notices it.
+    std::fs::remove_file(&cfg.path).unwrap();
+    log.write_durable(decision(50)).await.unwrap();
+    let active = records(std::slice::from_ref(&cfg.path));
+    assert_eq!(active[0]["kind"], "reopen");
+    assert_eq!(active[0]["reason"], "deleted");
+    let report = verify_set(&log_set(dir.path()).unwrap());
+    assert!(!report.ok);
+    assert_eq!(report.breaks.len(), 1, "{report}");
+    assert_eq!(report.breaks[0].problem, Problem::MissingFile, "{report}");
+    assert!(
+        report.to_string().contains("found its active file deleted"),
+        "{report}"
+    );
+    // Truncation: the file is set aside and a new one started.
+    log.write_durable(decision(51)).await.unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cfg.path)
+        .unwrap();
+    f.set_len(10).unwrap();
+    drop(f);
+    log.write_durable(decision(52)).await.unwrap();
+    let active = records(std::slice::from_ref(&cfg.path));
+    assert_eq!(active[0]["kind"], "reopen");
+    assert_eq!(active[0]["reason"], "truncated");
+    assert_eq!(active[0]["found_bytes"], 10);
+    log.close().await;
+    task.wait().await.unwrap();
+
+    let report = verify_set(&log_set(dir.path()).unwrap());
+    assert!(!report.ok);
+    let problems: Vec<Problem> = report.breaks.iter().map(|b| b.problem).collect();
+    assert_eq!(problems, [Problem::MissingFile], "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("found its active file truncated"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn retention_removes_the_oldest_rotated_files_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_bytes = 2048;
+    cfg.keep_files = 2;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    for i in 0..60 {
+        log.write_durable(decision(i)).await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+    let fs = files(&cfg);
+    assert_eq!(fs.len(), 3, "two rotated files and the active one: {fs:?}");
+    let recs = records(&fs);
+    let retention: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "retention").collect();
+    assert!(!retention.is_empty());
+    assert_eq!(retention[0]["keep_files"], 2);
+    let report = verify_set(&log_set(&cfg.path).unwrap());
+    assert!(report.ok, "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("the chain starts at seq")),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn rotation_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_every = Some(Duration::from_millis(300));
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_durable(decision(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    log.write_durable(decision(2)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let fs = files(&cfg);
+    assert_eq!(fs.len(), 2, "{fs:?}");
+    assert!(verify(&fs).ok);
+}
+
+#[tokio::test]
+async fn a_start_that_cannot_chain_says_so_and_verify_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_log(dir.path(), 3).await;
+    // The active file was rotated away by hand and its end torn (e.g. a crashed copy).
+    let moved = dir.path().join("audit.jsonl-20261130");
+    std::fs::rename(&cfg.path, &moved).unwrap();
+    let mut bytes = std::fs::read(&moved).unwrap();
+    bytes.truncate(bytes.len() - 20);
+    std::fs::write(&moved, &bytes).unwrap();
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let start = &records(std::slice::from_ref(&cfg.path))[0];
+    assert_eq!(start["kind"], "start");
+    assert!(
+        start["chain_break"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("incomplete"),
+        "{start}"
+    );
+    assert_eq!(start["chain_break"]["file"], "audit.jsonl-20261130");
+    assert_eq!(
+        start["seq"], 8,
+        "after the highest seq found (start, 3 pairs, stop torn)"
+    );
+    let report = verify_set(&log_set(&cfg.path).unwrap());
+    let problems: Vec<Problem> = report.breaks.iter().map(|b| b.problem).collect();
+    assert_eq!(
+        problems,
+        [Problem::Truncated, Problem::ChainBreak],
+        "{report}"
+    );
 }

@@ -296,3 +296,4 @@ pub async fn raw_exchange(
     (status, body)
 }
 pub mod edge;
+pub mod gateway_process;
