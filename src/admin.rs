@@ -11,6 +11,7 @@ use tower::Service;
 use crate::body::{ProxyBody, full};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::ticket::change_system::ChangeSystemHealth;
 
 /// Shared readiness: false once shutdown has begun, so load balancers drain this replica.
 #[derive(Debug, Clone)]
@@ -40,6 +41,7 @@ pub struct AdminService {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     policies: Arc<PolicyStore>,
+    change_system: Option<ChangeSystemHealth>,
 }
 
 impl AdminService {
@@ -49,7 +51,25 @@ impl AdminService {
             metrics,
             readiness,
             policies,
+            change_system: None,
         }
+    }
+
+    /// Adds the change system's health as a line of `/healthz` (it never affects `/readyz`: an
+    /// outage of the change system must not take pass-through traffic down).
+    pub fn with_change_system(mut self, health: Option<ChangeSystemHealth>) -> Self {
+        self.change_system = health;
+        self
+    }
+
+    /// `ok`, then one line per dependency that has details (the change system).
+    fn health_text(&self) -> String {
+        let mut text = String::from("ok\n");
+        if let Some(health) = &self.change_system {
+            text.push_str(&health.detail());
+            text.push('\n');
+        }
+        text
     }
 
     fn answer(&self, req: &Request<ProxyBody>) -> Response<ProxyBody> {
@@ -57,7 +77,7 @@ impl AdminService {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n", "text/plain");
         }
         match req.uri().path() {
-            "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
+            "/healthz" => text(StatusCode::OK, self.health_text(), "text/plain"),
             "/readyz" => {
                 let ready = self.readiness.is_ready();
                 let body = serde_json::json!({

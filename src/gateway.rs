@@ -26,7 +26,8 @@ use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::{PolicyReloader, guarded_methods};
 use crate::server::{ConnectionLimits, serve};
-use crate::ticket::{TicketConfig, TicketConfigError, TicketVerifier};
+use crate::ticket::change_system::ChangeSystemHealth;
+use crate::ticket::{ChangeSystem, TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
 use http::HeaderName;
 
@@ -100,6 +101,8 @@ pub struct TicketSettings {
     pub verifier: Arc<TicketVerifier>,
     /// The header carrying tickets.
     pub header: HeaderName,
+    /// The change system tickets are checked in (`[ticket.change_system]`), if configured.
+    pub change_system: Option<Arc<ChangeSystem>>,
 }
 
 impl TicketSettings {
@@ -112,9 +115,18 @@ impl TicketSettings {
         for key in verifier.key_info() {
             tracing::info!(key = ?key, "ticket signing key loaded");
         }
+        let change_system = ChangeSystem::from_ticket_config(config)
+            .map_err(|err| StartError::Ticket(TicketConfigError::ChangeSystem(err)))?;
+        if let Some(change_system) = &change_system {
+            tracing::info!(
+                change_system = %change_system.health().detail(),
+                "change tickets are checked in the change system"
+            );
+        }
         Ok(Self {
             verifier: Arc::new(verifier),
             header,
+            change_system,
         })
     }
 }
@@ -196,6 +208,7 @@ pub struct Gateway {
     audit: AuditLog,
     audit_task: AuditTask,
     addrs: (SocketAddr, SocketAddr),
+    change_system_health: Option<ChangeSystemHealth>,
 }
 
 impl Gateway {
@@ -208,7 +221,16 @@ impl Gateway {
             bound_addr("gateway", &listener, parts.listen)?,
             bound_addr("admin", &admin_listener, parts.admin_listen)?,
         );
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if let Some(change_system) = &parts.tickets.change_system {
+            metrics.register_change_system(change_system.metrics());
+        }
+        let metrics = Arc::new(metrics);
+        let change_system_health = parts
+            .tickets
+            .change_system
+            .as_ref()
+            .map(|change_system| change_system.health());
         let guarded = GuardedSet::new(guarded_methods(&parts.policies.current()));
         let forward = Forward::new(parts.upstream, metrics.clone());
         let identity = &parts.identity;
@@ -248,6 +270,7 @@ impl Gateway {
             audit,
             audit_task,
             addrs,
+            change_system_health,
         })
     }
 
@@ -273,7 +296,8 @@ impl Gateway {
                 self.metrics.clone(),
                 readiness.clone(),
                 self.policies.clone(),
-            ),
+            )
+            .with_change_system(self.change_system_health.clone()),
             ConnectionLimits::default(),
             None,
             async move {
