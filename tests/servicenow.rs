@@ -609,3 +609,85 @@ async fn lookup_latency_with_and_without_the_cache() {
         println!("change-system look-up latency {line}");
     }
 }
+
+#[tokio::test]
+async fn targets_are_matched_by_the_host_names_in_entities_json() {
+    let setup = Setup::new().await;
+    setup
+        .stand_in
+        .add(Change::new("CHG0012345", -1, window(-60, 3600), "esx-21"));
+    let system = setup.system("");
+    let set = vcguard::policy::PolicySet::load(&common::shipped_policies()).expect("policies");
+    let at = |target| {
+        system.check_target(
+            "CHG0012345",
+            &set,
+            target,
+            "EnterMaintenanceMode_Task",
+            SystemTime::now(),
+        )
+    };
+    assert!(at(("HostSystem", "host-21")).await.authorises());
+    assert!(
+        at(("HostAccessManager", "ham-21")).await.authorises(),
+        "ham-21 is on host-21"
+    );
+    let other = at(("HostSystem", "host-22")).await;
+    assert_eq!(
+        reason(&other),
+        "host esx-22.example.test is not a configuration item of CHG0012345"
+    );
+    let unknown = at(("HostSystem", "host-99")).await;
+    assert!(!unknown.authorises());
+    assert!(
+        reason(&unknown).starts_with("the target's host name is not known"),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_reports_the_change_system_on_healthz_and_stays_ready() {
+    let setup = Setup::new().await;
+    let config: ChangeSystemConfig = toml::from_str(&setup.toml("")).expect("config");
+    let harness = common::Harness::start_with(common::Options {
+        tickets: vcguard::ticket::TicketConfig {
+            change_system: Some(config),
+            ..vcguard::ticket::TicketConfig::default()
+        },
+        ..common::Options::default()
+    })
+    .await;
+    let admin = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let get = |path: &str| admin.get(format!("http://{}{path}", harness.admin)).send();
+    let health = get("/healthz").await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.text().await.expect("body"),
+        format!(
+            "ok\nchange_system servicenow {}: no look-up yet\n",
+            setup.stand_in.url()
+        )
+    );
+    let ready = get("/readyz").await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let metrics = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    // (vcguard_change_system_lookups_total{result} appears with the first look-up.)
+    for name in [
+        "vcguard_change_system_lookup_seconds",
+        "vcguard_change_system_cache_hits_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {}", name.trim_end_matches("_total"))),
+            "{name}: {metrics}"
+        );
+    }
+    assert_eq!(setup.stand_in.requests(), 0, "starting asks nothing");
+}

@@ -155,6 +155,21 @@ impl ChangeSystem {
         verdict
     }
 
+    /// [`ChangeSystem::check`] for a call on managed object `mo_type`/`mo_id`: the host names
+    /// come from the `entities.json` of `set` (see [`target_host_names`]). This is what the
+    /// ticket step calls after the pattern or signature check passed.
+    pub async fn check_target(
+        &self,
+        id: &str,
+        set: &crate::policy::PolicySet,
+        (mo_type, mo_id): (&str, &str),
+        action: &str,
+        now: SystemTime,
+    ) -> ChangeVerdict {
+        let hosts = target_host_names(set, mo_type, mo_id);
+        self.check(id, &hosts, action, now).await
+    }
+
     async fn look_up(&self, id: &str, now: SystemTime) -> cache::Outcome {
         let started = Instant::now();
         let result = self.client.change(id).await;
