@@ -12,6 +12,7 @@ use crate::audit::{AuditLog, Health};
 use crate::body::{ProxyBody, full};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::ticket::change_system::ChangeSystemHealth;
 
 /// Shared readiness: false once shutdown has begun, so load balancers drain this replica.
 #[derive(Debug, Clone)]
@@ -42,6 +43,7 @@ pub struct AdminService {
     readiness: Readiness,
     policies: Arc<PolicyStore>,
     audit: Option<AuditLog>,
+    change_system: Option<ChangeSystemHealth>,
 }
 
 impl AdminService {
@@ -52,6 +54,7 @@ impl AdminService {
             readiness,
             policies,
             audit: None,
+            change_system: None,
         }
     }
 
@@ -61,12 +64,29 @@ impl AdminService {
         self
     }
 
+    /// Adds the change system's health as a line of `/healthz` (it never affects `/readyz`: an
+    /// outage of the change system must not take pass-through traffic down).
+    pub fn with_change_system(mut self, health: Option<ChangeSystemHealth>) -> Self {
+        self.change_system = health;
+        self
+    }
+
+    /// `ok`, then one line per dependency that has details (the change system).
+    fn health_text(&self) -> String {
+        let mut text = String::from("ok\n");
+        if let Some(health) = &self.change_system {
+            text.push_str(&health.detail());
+            text.push('\n');
+        }
+        text
+    }
+
     fn answer(&self, req: &Request<ProxyBody>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n", "text/plain");
         }
         match req.uri().path() {
-            "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
+            "/healthz" => text(StatusCode::OK, self.health_text(), "text/plain"),
             "/readyz" => {
                 let draining = !self.readiness.is_ready();
                 let audit = self

@@ -606,6 +606,11 @@ impl Config {
         }
         let upstream = parse_upstream_url(upstream_cfg.url.as_deref())?;
         let upstream_trust = upstream_trust(&upstream, upstream_cfg)?;
+        if let Some(change_system) = &self.ticket.change_system {
+            change_system
+                .validate()
+                .map_err(|err| invalid(err.key, err.message))?;
+        }
         Ok(Settings {
             listen,
             cert,

@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::PolicyReloader;
 use crate::server::{ConnectionLimits, ListenerMetrics, serve};
-use crate::ticket::{TicketConfig, TicketConfigError, TicketVerifier};
+use crate::ticket::change_system::ChangeSystemHealth;
+use crate::ticket::{ChangeSystem, TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
 use http::HeaderName;
 
@@ -101,6 +102,8 @@ pub struct TicketSettings {
     pub verifier: Arc<TicketVerifier>,
     /// The header carrying tickets.
     pub header: HeaderName,
+    /// The change system tickets are checked in (`[ticket.change_system]`), if configured.
+    pub change_system: Option<Arc<ChangeSystem>>,
 }
 
 impl TicketSettings {
@@ -113,9 +116,18 @@ impl TicketSettings {
         for key in verifier.key_info() {
             tracing::info!(key = ?key, "ticket signing key loaded");
         }
+        let change_system = ChangeSystem::from_ticket_config(config)
+            .map_err(|err| StartError::Ticket(TicketConfigError::ChangeSystem(err)))?;
+        if let Some(change_system) = &change_system {
+            tracing::info!(
+                change_system = %change_system.health().detail(),
+                "change tickets are checked in the change system"
+            );
+        }
         Ok(Self {
             verifier: Arc::new(verifier),
             header,
+            change_system,
         })
     }
 }
@@ -199,6 +211,7 @@ pub struct Gateway {
     audit: AuditLog,
     audit_task: AuditTask,
     addrs: (SocketAddr, SocketAddr),
+    change_system_health: Option<ChangeSystemHealth>,
 }
 
 impl Gateway {
@@ -211,7 +224,17 @@ impl Gateway {
             bound_addr("gateway", &listener, parts.listen)?,
             bound_addr("admin", &admin_listener, parts.admin_listen)?,
         );
-        let metrics = Arc::new(Metrics::new());
+
+        let mut metrics = Metrics::new();
+        if let Some(change_system) = &parts.tickets.change_system {
+            metrics.register_change_system(change_system.metrics());
+        }
+        let metrics = Arc::new(metrics);
+        let change_system_health = parts
+            .tickets
+            .change_system
+            .as_ref()
+            .map(|change_system| change_system.health());
         let forward = Forward::new(parts.upstream, metrics.clone());
         let identity = &parts.identity;
         let sessions = Arc::new(SessionCache::new(
@@ -245,6 +268,7 @@ impl Gateway {
             audit,
             audit_task,
             addrs,
+            change_system_health,
         })
     }
 
@@ -282,7 +306,8 @@ impl Gateway {
                 readiness.clone(),
                 self.policies.clone(),
             )
-            .with_audit(self.audit.clone()),
+            .with_audit(self.audit.clone())
+            .with_change_system(self.change_system_health.clone()),
             ConnectionLimits::default(),
             Some(ListenerMetrics {
                 open_connections: None,

@@ -98,6 +98,10 @@ struct QueryArgs {
 enum TicketCommand {
     /// Print a signed change ticket (JWT) scoped to hosts and actions.
     Mint(MintArgs),
+    /// Look a change ticket up in the change system ([ticket.change_system]) and print the verdict.
+    ///
+    /// Exit status: 0 authorised, 1 not authorised, 2 configuration error.
+    Check(CheckArgs),
     /// Show a ticket's header and claims, and whether it verifies under a config's [ticket] section.
     Inspect {
         /// The ticket (the X-Change-Ticket header value).
@@ -106,6 +110,21 @@ enum TicketCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The change id, e.g. CHG0012345.
+    id: String,
+    /// A host name the call would act on, as in the change's configuration items (repeatable).
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// The vim method the call would run.
+    #[arg(long, default_value = "EnterMaintenanceMode_Task")]
+    action: String,
+    /// Config file with the [ticket.change_system] section.
+    #[arg(long, short)]
+    config: PathBuf,
 }
 
 #[derive(Args)]
@@ -265,8 +284,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Ticket(TicketCommand::Check(args)) => {
+            init_logging(cli.log_format.unwrap_or_default(), false);
+            return runtime.block_on(ticket_check(args));
+        }
+        command => command,
+    };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve(args, cli.log_format).await,
             Command::Sim(args) => {
                 init_logging(cli.log_format.unwrap_or_default(), true);
@@ -421,6 +447,7 @@ fn ticket(command: TicketCommand) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
+        TicketCommand::Check(_) => Err("vcguard ticket check runs on its own".into()),
         TicketCommand::Inspect { token, config } => {
             let verifier = match config {
                 Some(path) => {
@@ -435,6 +462,46 @@ fn ticket(command: TicketCommand) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+/// `vcguard ticket check`: exit 0 authorised, 1 not authorised, 2 configuration error.
+async fn ticket_check(args: CheckArgs) -> ExitCode {
+    use vcguard::ticket::ChangeSystem;
+    let config_error = |message: String| {
+        eprintln!("vcguard: {message}");
+        ExitCode::from(2)
+    };
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(err) => return config_error(err.to_string()),
+    };
+    if let Err(err) = config.ticket.validate() {
+        return config_error(format!("config section [ticket]: {err}"));
+    }
+    let change_system = match ChangeSystem::from_ticket_config(&config.ticket) {
+        Ok(Some(change_system)) => change_system,
+        Ok(None) => {
+            return config_error(format!(
+                "{} has no [ticket.change_system] section",
+                args.config.display()
+            ));
+        }
+        Err(err) => return config_error(err.to_string()),
+    };
+    let verdict = change_system
+        .check(
+            &args.id,
+            &args.hosts,
+            &args.action,
+            std::time::SystemTime::now(),
+        )
+        .await;
+    print!("{}", verdict.report(&args.hosts));
+    if verdict.authorises() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

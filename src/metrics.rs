@@ -157,6 +157,11 @@ impl Metrics {
             .clone()
     }
 
+    /// Registers the change-system metrics (only when `[ticket.change_system]` is configured).
+    pub fn register_change_system(&mut self, metrics: &ChangeSystemMetrics) {
+        metrics.register(&mut self.registry);
+    }
+
     /// The registry, for later modules to register their own metrics.
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
@@ -168,5 +173,64 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Label set of `vcguard_change_system_lookups_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `found`, `not_found`, `ambiguous`, `unreachable`, `timeout`, `http_error` or `malformed`.
+    pub result: &'static str,
+}
+
+/// Metrics of the change system (`[ticket.change_system]`); cheap to clone, shared handles.
+#[derive(Debug, Clone)]
+pub struct ChangeSystemMetrics {
+    /// Look-ups sent to the change system, by result.
+    pub lookups: Family<LookupLabels, Counter>,
+    /// Seconds per look-up (both requests).
+    pub lookup_latency: Histogram,
+    /// Checks answered from the cache.
+    pub cache_hits: Counter,
+}
+
+impl Default for ChangeSystemMetrics {
+    fn default() -> Self {
+        Self {
+            lookups: Family::default(),
+            lookup_latency: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            cache_hits: Counter::default(),
+        }
+    }
+}
+
+impl ChangeSystemMetrics {
+    /// Counts one look-up that ended with `result` after `seconds`.
+    pub fn count_lookup(&self, result: &'static str, seconds: f64) {
+        self.lookups.get_or_create(&LookupLabels { result }).inc();
+        self.lookup_latency.observe(seconds);
+    }
+
+    /// How many look-ups ended with `result` so far.
+    pub fn lookups_with(&self, result: &'static str) -> u64 {
+        self.lookups.get_or_create(&LookupLabels { result }).get()
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "change_system_lookups",
+            "Look-ups sent to the change system, by result",
+            self.lookups.clone(),
+        );
+        registry.register(
+            "change_system_lookup_seconds",
+            "Time per change-system look-up (change request and affected CIs)",
+            self.lookup_latency.clone(),
+        );
+        registry.register(
+            "change_system_cache_hits",
+            "Ticket checks answered from the change-system cache",
+            self.cache_hits.clone(),
+        );
     }
 }

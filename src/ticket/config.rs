@@ -24,6 +24,8 @@ pub struct TicketConfig {
     pub pattern: Option<String>,
     /// Signed (JWT) tickets (`[ticket.signed]`); off when absent.
     pub signed: Option<SignedConfig>,
+    /// The change system tickets are checked in (`[ticket.change_system]`); off when absent.
+    pub change_system: Option<super::ChangeSystemConfig>,
 }
 
 impl Default for TicketConfig {
@@ -32,6 +34,7 @@ impl Default for TicketConfig {
             header: DEFAULT_HEADER.to_owned(),
             pattern: Some(DEFAULT_PATTERN.to_owned()),
             signed: None,
+            change_system: None,
         }
     }
 }
@@ -155,6 +158,9 @@ pub enum TicketConfigError {
         /// Why each key was skipped.
         skipped: String,
     },
+    /// A `[ticket.change_system]` key has a value that cannot work.
+    #[error(transparent)]
+    ChangeSystem(#[from] super::change_system::ChangeSystemConfigError),
     /// Two configured keys share a key id.
     #[error("key id '{kid}' is configured twice ({first} and {second})")]
     DuplicateKeyId {
@@ -179,6 +185,9 @@ impl TicketConfig {
         }
         if let Some(signed) = &self.signed {
             signed.validate()?;
+        }
+        if let Some(change_system) = &self.change_system {
+            change_system.validate()?;
         }
         Ok(())
     }

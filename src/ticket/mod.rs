@@ -26,6 +26,7 @@
 //! [`TicketCheck::Valid`] with `covers_target`/`covers_action` false: policies decide.
 //! No message and no `Debug` output here contains a raw signed token.
 
+pub mod change_system;
 mod config;
 mod inspect;
 mod keys;
@@ -40,6 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub use change_system::{ChangeSystem, ChangeSystemConfig, ChangeVerdict};
 pub use config::{
     DEFAULT_HEADER, DEFAULT_LEEWAY_SECS, DEFAULT_PATTERN, KeySource, MAX_LEEWAY_SECS, SignedConfig,
     TicketConfig, TicketConfigError,
