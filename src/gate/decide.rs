@@ -22,7 +22,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::policy::{Decision, PolicyRequest, PolicyStore, Principal, Resource};
 use crate::server::ClientAddr;
 use crate::vsphere::fault::{FaultProtocol, VimFault};
-use crate::vsphere::operation::{GuardedBody, GuardedCall, Operation, Protocol, Route};
+use crate::vsphere::operation::{GuardedBody, GuardedCall, Operation, Protocol};
 
 /// Builds [`Decide`].
 #[derive(Clone)]
@@ -172,25 +172,29 @@ pub fn policy_context(
     let mut context = json!({
         "protocol": match protocol { Protocol::Soap => "soap", _ => "json" },
         "indirect": call.route.is_indirect(),
-        "route": match call.route {
-            Route::Direct => "direct",
-            Route::Esxcli { .. } => "esxcli",
-            Route::ScheduledTask { .. } => "scheduled_task",
-            Route::Alarm { .. } => "alarm",
-        },
+        "route": call.route.name(),
+        "method": call.via,
         "client_ip": client_ip.to_string(),
         "hour_utc": (secs % 86_400) / 3_600,
         // 1970-01-01 was a Thursday; 0 = Monday.
         "weekday": (days + 3) % 7,
     });
-    let body = match &call.body {
-        GuardedBody::EnterMaintenanceMode(body) => serde_json::to_value(body).ok(),
-        GuardedBody::ChangeLockdownMode(body) => serde_json::to_value(body).ok(),
-        GuardedBody::NoParameters | GuardedBody::Untyped => None,
+    let (body_key, body) = match &call.body {
+        GuardedBody::EnterMaintenanceMode(body) => ("body", serde_json::to_value(body).ok()),
+        GuardedBody::ChangeLockdownMode(body) => ("body", serde_json::to_value(body).ok()),
+        GuardedBody::Effect(facts) => ("effect", serde_json::to_value(facts).ok()),
+        GuardedBody::NoParameters | GuardedBody::Untyped => ("body", None),
     };
+    let schedule = call
+        .route
+        .schedule()
+        .and_then(|s| serde_json::to_value(s).ok());
     if let Some(object) = context.as_object_mut() {
         if let Some(body) = body {
-            object.insert("body".into(), body);
+            object.insert(body_key.into(), body);
+        }
+        if let Some(schedule) = schedule {
+            object.insert("schedule".into(), schedule);
         }
         if let Some(ticket) = ticket {
             object.insert("ticket".into(), ticket);

@@ -3,13 +3,17 @@
 pub mod bodies;
 pub mod classify;
 pub mod credentials;
+mod effect_tree;
+pub mod effects;
 pub mod fault;
 pub mod fuzz_entry;
 pub mod guarded;
 pub mod indirect;
 pub mod json_body;
+pub mod lifecycle;
 pub mod operation;
 pub mod path;
+pub mod schedule;
 pub mod soap;
 pub mod soap_tail;
 mod xml_tree;
