@@ -16,4 +16,5 @@ pub mod path;
 pub mod schedule;
 pub mod soap;
 pub mod soap_tail;
+pub mod stored_action;
 mod xml_tree;
