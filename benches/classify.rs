@@ -17,6 +17,14 @@ const ENTER_SOAP: &[u8] =
     include_bytes!("../tests/fixtures/soap/pyvmomi-9.1.1.0-EnterMaintenanceMode_Task.xml");
 const LOCKDOWN_SOAP: &[u8] =
     include_bytes!("../tests/fixtures/soap/pyvmomi-9.1.1.0-ChangeLockdownMode.xml");
+const STOP_DCUI_SOAP: &[u8] = include_bytes!("../tests/fixtures/soap/effect-StopService-DCUI.xml");
+const HOST_PROFILE_SOAP: &[u8] =
+    include_bytes!("../tests/fixtures/soap/effect-ApplyHostConfig_Task-DCUI-off.xml");
+const VMODL_STOP_SOAP: &[u8] =
+    include_bytes!("../tests/fixtures/soap/effect-ExecuteSoap-ServiceSystem-stop.xml");
+const DAILY_TASK_SOAP: &[u8] =
+    include_bytes!("../tests/fixtures/soap/effect-CreateScheduledTask-daily.xml");
+const STOP_DCUI_PATH: &str = "/sdk/vim25/8.0.3.0/HostServiceSystem/serviceSystem-21/StopService";
 const ENTER_JSON: &[u8] = include_bytes!("../tests/fixtures/json/EnterMaintenanceMode_Task.json");
 const LOCKDOWN_JSON: &[u8] = include_bytes!("../tests/fixtures/json/ChangeLockdownMode.json");
 
@@ -75,6 +83,27 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("soap/guarded_change_lockdown_mode", |b| {
         b.iter(|| classify_soap(black_box(LOCKDOWN_SOAP), &guarded))
+    });
+
+    for (name, body) in [
+        ("soap/effect_stop_service_dcui", STOP_DCUI_SOAP),
+        ("soap/effect_apply_host_config", HOST_PROFILE_SOAP),
+        ("soap/effect_vmodl_service_stop", VMODL_STOP_SOAP),
+        ("soap/carrier_daily_scheduled_task", DAILY_TASK_SOAP),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| classify_soap(black_box(body), &guarded))
+        });
+    }
+    c.bench_function("json/effect_stop_service_dcui", |b| {
+        b.iter(|| vim_json(STOP_DCUI_PATH, black_box(br#"{"id":"DCUI"}"#), &guarded))
+    });
+    c.bench_function("path/lifecycle_rest_apply", |b| {
+        b.iter(|| {
+            vcguard::vsphere::lifecycle::classify_rest(black_box(
+                "/api/esx/settings/clusters/domain-c7/software?action=apply&vmw-task=true",
+            ))
+        })
     });
 
     c.bench_function("json/guarded_enter_maintenance_mode", |b| {

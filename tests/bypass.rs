@@ -318,6 +318,7 @@ fn cases() -> Vec<Case> {
             Allowed,
         ),
     ];
+    cases.extend(effect_cases());
     let mut gzip = json(
         "gzip-compressed guarded body",
         ham("ChangeLockdownMode"),
@@ -355,6 +356,358 @@ fn cases() -> Vec<Case> {
     two.headers
         .push(("cookie", "vmware_soap_session=\"another-session\"".into()));
     cases.push(two);
+    cases
+}
+
+/// Every route to the guarded effects (PROTOCOL.md §8), in both protocols where vCenter has both.
+fn effect_cases() -> Vec<Case> {
+    use Expect::{Denied, Refused};
+    let lockdown = Denied("lockdown-no-strict");
+    let access = Denied("dcui-access-needs-ticket");
+    let maintenance = Denied("maintenance-needs-ticket");
+    let unknown = Denied("effect-unknown");
+    let carrier = Denied("carrier-outlives-ticket");
+    let on = |ty: &str, id: &str, name: &str| format!("{V}/{ty}/{id}/{name}");
+    let soap_on = |method: &str, ty: &str, id: &str, params: &str| {
+        soap(&format!(
+            r#"<{method} xmlns="urn:vim25" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><_this type="{ty}">{id}</_this>{params}</{method}>"#
+        ))
+    };
+    let exec_json = |moid: &str, method: &str, args: &str| {
+        format!(
+            r#"{{"moid":"{moid}","version":"urn:vim25/8.0.3.0","method":"{method}","argument":[{args}]}}"#
+        )
+    };
+    let exec_soap = |moid: &str, method: &str, args: &str| {
+        soap_on(
+            "ExecuteSoap",
+            "ReflectManagedMethodExecuter",
+            "ha-mme-21",
+            &format!(
+                "<moid>{moid}</moid><version>urn:vim25/8.0.3.0</version><method>{method}</method>{args}"
+            ),
+        )
+    };
+    let strict_soap = soap_lockdown("<mode>lockdownStrict</mode>");
+    let mut cases = vec![
+        // The DCUI service.
+        json(
+            "StopService DCUI",
+            on("HostServiceSystem", "serviceSystem-21", "StopService"),
+            r#"{"id":"DCUI"}"#,
+            lockdown,
+        ),
+        soap_case(
+            "SOAP StopService DCUI",
+            "/sdk",
+            soap_on(
+                "StopService",
+                "HostServiceSystem",
+                "serviceSystem-21",
+                "<id>DCUI</id>",
+            ),
+            lockdown,
+        ),
+        json(
+            "UninstallService DCUI",
+            on("HostServiceSystem", "serviceSystem-21", "UninstallService"),
+            r#"{"id":"DCUI"}"#,
+            lockdown,
+        ),
+        soap_case(
+            "SOAP UninstallService DCUI",
+            "/sdk",
+            soap_on(
+                "UninstallService",
+                "HostServiceSystem",
+                "serviceSystem-21",
+                "<id>DCUI</id>",
+            ),
+            lockdown,
+        ),
+        json(
+            "UpdateServicePolicy DCUI off",
+            on(
+                "HostServiceSystem",
+                "serviceSystem-21",
+                "UpdateServicePolicy",
+            ),
+            r#"{"id":"DCUI","policy":"off"}"#,
+            lockdown,
+        ),
+        soap_case(
+            "SOAP UpdateServicePolicy DCUI automatic",
+            "/sdk",
+            soap_on(
+                "UpdateServicePolicy",
+                "HostServiceSystem",
+                "serviceSystem-21",
+                "<id>DCUI</id><policy>automatic</policy>",
+            ),
+            lockdown,
+        ),
+        json(
+            "StopService dcui in another case",
+            on("HostServiceSystem", "serviceSystem-21", "StopService"),
+            r#"{"id":"dcui"}"#,
+            Refused(500, "InvalidArgument"),
+        ),
+        // Who may use the DCUI in lockdown.
+        json(
+            "UpdateOptions DCUI.Access",
+            on("OptionManager", "EsxHostAdvSettings-21", "UpdateOptions"),
+            r#"{"changedValue":[{"_typeName":"OptionValue","key":"DCUI.Access","value":{"_typeName":"string","_value":""}}]}"#,
+            access,
+        ),
+        soap_case(
+            "SOAP UpdateOptions DCUI.Access",
+            "/sdk",
+            soap_on(
+                "UpdateOptions",
+                "OptionManager",
+                "EsxHostAdvSettings-21",
+                r#"<changedValue xsi:type="OptionValue"><key>DCUI.Access</key><value xsi:type="xsd:string"></value></changedValue>"#,
+            ),
+            access,
+        ),
+        json(
+            "UpdateLockdownExceptions",
+            on("HostAccessManager", "ham-21", "UpdateLockdownExceptions"),
+            r#"{"users":[]}"#,
+            access,
+        ),
+        soap_case(
+            "SOAP UpdateLockdownExceptions",
+            "/sdk",
+            soap_on(
+                "UpdateLockdownExceptions",
+                "HostAccessManager",
+                "ham-21",
+                "",
+            ),
+            access,
+        ),
+        json(
+            "ChangeAccessMode",
+            on("HostAccessManager", "ham-21", "ChangeAccessMode"),
+            r#"{"principal":"root","isGroup":false,"accessMode":"accessNone"}"#,
+            access,
+        ),
+        soap_case(
+            "SOAP UpdateSystemUsers",
+            "/sdk",
+            soap_on(
+                "UpdateSystemUsers",
+                "HostAccessManager",
+                "ham-21",
+                "<users>svc</users>",
+            ),
+            access,
+        ),
+        // Host profiles, HCI, adding hosts.
+        json(
+            "ApplyHostConfig_Task stopping the DCUI",
+            on(
+                "HostProfileManager",
+                "HostProfileManager",
+                "ApplyHostConfig_Task",
+            ),
+            r#"{"host":{"_typeName":"ManagedObjectReference","type":"HostSystem","value":"host-21"},"configSpec":{"_typeName":"HostConfigSpec","service":[{"_typeName":"HostServiceConfig","changeOperation":"edit","serviceId":"DCUI","startupPolicy":"off"}]}}"#,
+            lockdown,
+        ),
+        soap_case(
+            "SOAP ApplyHostConfig_Task setting lockdownStrict",
+            "/sdk",
+            soap_on(
+                "ApplyHostConfig_Task",
+                "HostProfileManager",
+                "HostProfileManager",
+                r#"<host type="HostSystem">host-21</host><configSpec><lockdownMode>lockdownStrict</lockdownMode></configSpec>"#,
+            ),
+            lockdown,
+        ),
+        json(
+            "ConfigureHCI_Task with lockdownStrict",
+            on("ClusterComputeResource", "domain-c7", "ConfigureHCI_Task"),
+            r#"{"clusterSpec":{"_typeName":"ClusterComputeResourceHCIConfigSpec","hostConfigProfile":{"_typeName":"ClusterComputeResourceHostConfigurationProfile","lockdownMode":"lockdownStrict"}}}"#,
+            lockdown,
+        ),
+        soap_case(
+            "SOAP ConfigureHCI_Task with lockdownStrict",
+            "/sdk",
+            soap_on(
+                "ConfigureHCI_Task",
+                "ClusterComputeResource",
+                "domain-c7",
+                "<clusterSpec><hostConfigProfile><lockdownMode>lockdownStrict</lockdownMode></hostConfigProfile></clusterSpec>",
+            ),
+            lockdown,
+        ),
+        json(
+            "AddStandaloneHost_Task with lockdownStrict",
+            on("Folder", "group-h4", "AddStandaloneHost_Task"),
+            r#"{"spec":{"_typeName":"HostConnectSpec","hostName":"esx-9","userName":"root","password":"pw","lockdownMode":"lockdownStrict"},"addConnected":true}"#,
+            lockdown,
+        ),
+        soap_case(
+            "SOAP AddHost_Task with lockdownStrict",
+            "/sdk",
+            soap_on(
+                "AddHost_Task",
+                "ClusterComputeResource",
+                "domain-c7",
+                "<spec><hostName>esx-9</hostName><userName>root</userName><password>pw</password><lockdownMode>lockdownStrict</lockdownMode></spec><asConnected>true</asConnected>",
+            ),
+            lockdown,
+        ),
+        // Into maintenance.
+        json(
+            "ApplyEntitiesConfig_Task",
+            on(
+                "HostProfileManager",
+                "HostProfileManager",
+                "ApplyEntitiesConfig_Task",
+            ),
+            r#"{"applyConfigSpecs":[{"_typeName":"ApplyHostProfileConfigurationSpec","entity":{"_typeName":"ManagedObjectReference","type":"HostSystem","value":"host-21"}}]}"#,
+            maintenance,
+        ),
+        soap_case(
+            "SOAP ApplyEntitiesConfig_Task",
+            "/sdk",
+            soap_on(
+                "ApplyEntitiesConfig_Task",
+                "HostProfileManager",
+                "HostProfileManager",
+                r#"<applyConfigSpecs><entity type="HostSystem">host-21</entity></applyConfigSpecs>"#,
+            ),
+            maintenance,
+        ),
+        json(
+            "ApplyRecommendation (stored: not looked up)",
+            on("ClusterComputeResource", "domain-c7", "ApplyRecommendation"),
+            r#"{"key":"1"}"#,
+            unknown,
+        ),
+        soap_case(
+            "SOAP RunScheduledTask (stored: not looked up)",
+            "/sdk",
+            soap_on("RunScheduledTask", "ScheduledTask", "schedule-7", ""),
+            unknown,
+        ),
+        soap_case(
+            "EAM CreateAgency on /eam/sdk",
+            "/eam/sdk",
+            soap(
+                r#"<CreateAgency xmlns="urn:eam"><_this type="EsxAgentManager">EsxAgentManager</_this><agencyConfigInfo><agentName>x</agentName></agencyConfigInfo><initialGoalState>enabled</initialGoalState></CreateAgency>"#,
+            ),
+            maintenance,
+        ),
+        soap_case(
+            "EAM agency Update on /eam/sdk",
+            "/eam/sdk",
+            soap(
+                r#"<Update xmlns="urn:eam"><_this type="Agency">agency-1</_this><config><agentName>x</agentName></config></Update>"#,
+            ),
+            maintenance,
+        ),
+        // vmodl forms through ExecuteSoap, and esxcli with an xsd:boolean 1.
+        json(
+            "ExecuteSoap vim.host.ServiceSystem.stop DCUI",
+            on("ReflectManagedMethodExecuter", "ha-mme-21", "ExecuteSoap"),
+            &exec_json(
+                "serviceSystem",
+                "vim.host.ServiceSystem.stop",
+                r#"{"name":"id","val":"<id>DCUI</id>"}"#,
+            ),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP ExecuteSoap vim.host.ServiceSystem.stop DCUI",
+            "/sdk",
+            exec_soap(
+                "serviceSystem",
+                "vim.host.ServiceSystem.stop",
+                "<argument><name>id</name><val>&lt;id&gt;DCUI&lt;/id&gt;</val></argument>",
+            ),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP ExecuteSoap OptionManager.updateValues DCUI.Access",
+            "/sdk",
+            exec_soap(
+                "EsxHostAdvSettings",
+                "vim.option.OptionManager.updateValues",
+                "<argument><name>changedValue</name><val>&lt;changedValue xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"ArrayOfOptionValue\"&gt;&lt;OptionValue&gt;&lt;key&gt;DCUI.Access&lt;/key&gt;&lt;value&gt;&lt;/value&gt;&lt;/OptionValue&gt;&lt;/changedValue&gt;</val></argument>",
+            ),
+            access,
+        ),
+        json(
+            "ExecuteSoap HostAccessManager.updateLockdownExceptions",
+            on("ReflectManagedMethodExecuter", "ha-mme-21", "ExecuteSoap"),
+            &exec_json(
+                "ha-host-access-manager",
+                "vim.host.HostAccessManager.updateLockdownExceptions",
+                r#"{"name":"users","val":"<users>root</users>"}"#,
+            ),
+            access,
+        ),
+        soap_case(
+            "SOAP esxcli maintenanceMode.set enable=1",
+            "/sdk",
+            exec_soap(
+                "ha-cli-handler-system-maintenancemode",
+                "vim.EsxCLI.system.maintenanceMode.set",
+                "<argument><name>enable</name><val>&lt;enable&gt;1&lt;/enable&gt;</val></argument>",
+            ),
+            maintenance,
+        ),
+        // Carriers that outlive any ticket.
+        json(
+            "nightly scheduled task carrying normal lockdown",
+            on(
+                "ScheduledTaskManager",
+                "ScheduledTaskManager",
+                "CreateScheduledTask",
+            ),
+            r#"{"obj":{"_typeName":"ManagedObjectReference","type":"HostAccessManager","value":"ham-21"},"spec":{"_typeName":"ScheduledTaskSpec","name":"n","description":"","enabled":true,"scheduler":{"_typeName":"DailyTaskScheduler","hour":2,"minute":0,"interval":1},"action":{"_typeName":"MethodAction","name":"ChangeLockdownMode","argument":[{"_typeName":"MethodActionArgument","value":{"_typeName":"HostLockdownMode","_value":"lockdownNormal"}}]}}}"#,
+            carrier,
+        ),
+        soap_case(
+            "SOAP alarm carrying StopService DCUI",
+            "/sdk",
+            soap_on(
+                "CreateAlarm",
+                "AlarmManager",
+                "AlarmManager",
+                r#"<entity type="HostSystem">host-21</entity><spec><name>a</name><description>d</description><enabled>true</enabled><expression xsi:type="StateAlarmExpression"><operator>isEqual</operator><type>HostSystem</type><statePath>runtime.connectionState</statePath><red>disconnected</red></expression><action xsi:type="AlarmTriggeringAction"><action xsi:type="MethodAction"><name>StopService</name><argument><value xsi:type="xsd:string">DCUI</value></argument></action><green2yellow>false</green2yellow><yellow2red>true</yellow2red><red2yellow>false</red2yellow><yellow2green>false</yellow2green></action></spec>"#,
+            ),
+            carrier,
+        ),
+        // Near-miss spellings of the SOAP endpoint.
+        soap_case("SOAP on /sdk.", "/sdk.", strict_soap.clone(), lockdown),
+        soap_case("SOAP on /sdk%20", "/sdk%20", strict_soap.clone(), lockdown),
+        soap_case("SOAP on /sdkfoo", "/sdkfoo", strict_soap.clone(), lockdown),
+        soap_case(
+            "SOAP on /sdk%2e/vimService",
+            "/sdk%2e/vimService",
+            strict_soap.clone(),
+            lockdown,
+        ),
+        soap_case(
+            "SOAP on the asterisk-form target",
+            "*",
+            strict_soap,
+            lockdown,
+        ),
+    ];
+    let mut stop_get = json(
+        "StopService DCUI under GET",
+        on("HostServiceSystem", "serviceSystem-21", "StopService"),
+        r#"{"id":"DCUI"}"#,
+        lockdown,
+    );
+    stop_get.method = "GET";
+    cases.push(stop_get);
     cases
 }
 
@@ -433,8 +786,26 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                         | "EnterMaintenanceMode_Task"
                         | "ExecuteSoap"
                         | "CreateScheduledTask"
+                        | "CreateAlarm"
+                        | "StopService"
+                        | "UninstallService"
+                        | "UpdateServicePolicy"
+                        | "UpdateOptions"
+                        | "UpdateLockdownExceptions"
+                        | "ChangeAccessMode"
+                        | "UpdateSystemUsers"
+                        | "ApplyHostConfig_Task"
+                        | "ApplyEntitiesConfig_Task"
+                        | "ConfigureHCI_Task"
+                        | "AddStandaloneHost_Task"
+                        | "AddHost_Task"
+                        | "ApplyRecommendation"
+                        | "RunScheduledTask"
+                        | "CreateAgency"
+                        | "Update"
                 )
             ) || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")
+                || String::from_utf8_lossy(&seen.body).contains("DCUI")
         })
         .map(|seen| format!("{} {} {:?}", seen.http_method, seen.path, seen.vim_method))
         .collect();

@@ -305,12 +305,7 @@ fn protocol_name(protocol: Protocol) -> &'static str {
 }
 
 fn route_name(route: &Route) -> &'static str {
-    match route {
-        Route::Direct => "direct",
-        Route::Esxcli { .. } => "esxcli",
-        Route::ScheduledTask { .. } => "scheduled_task",
-        Route::Alarm { .. } => "alarm",
-    }
+    route.name()
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -14,7 +14,7 @@ use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, Next, Step, StepResult};
 use crate::policy::{Decision, PolicyRequest, Principal, Resource};
 use crate::server::ClientAddr;
-use crate::vsphere::operation::{GuardedBody, GuardedCall, Protocol, Route};
+use crate::vsphere::operation::{GuardedBody, GuardedCall, Protocol};
 
 /// Evaluates guarded calls under the request's policy snapshot; records the [`Decision`].
 #[derive(Clone, Default)]
@@ -105,25 +105,29 @@ pub fn policy_context(
     let mut context = json!({
         "protocol": match protocol { Protocol::Soap => "soap", _ => "json" },
         "indirect": call.route.is_indirect(),
-        "route": match call.route {
-            Route::Direct => "direct",
-            Route::Esxcli { .. } => "esxcli",
-            Route::ScheduledTask { .. } => "scheduled_task",
-            Route::Alarm { .. } => "alarm",
-        },
+        "route": call.route.name(),
+        "method": call.via,
         "client_ip": client_ip.to_string(),
         "hour_utc": (secs % 86_400) / 3_600,
         // 1970-01-01 was a Thursday; 0 = Monday.
         "weekday": (days + 3) % 7,
     });
-    let body = match &call.body {
-        GuardedBody::EnterMaintenanceMode(body) => serde_json::to_value(body).ok(),
-        GuardedBody::ChangeLockdownMode(body) => serde_json::to_value(body).ok(),
-        GuardedBody::NoParameters | GuardedBody::Untyped => None,
+    let (body_key, body) = match &call.body {
+        GuardedBody::EnterMaintenanceMode(body) => ("body", serde_json::to_value(body).ok()),
+        GuardedBody::ChangeLockdownMode(body) => ("body", serde_json::to_value(body).ok()),
+        GuardedBody::Effect(facts) => ("effect", serde_json::to_value(facts).ok()),
+        GuardedBody::NoParameters | GuardedBody::Untyped => ("body", None),
     };
+    let schedule = call
+        .route
+        .schedule()
+        .and_then(|s| serde_json::to_value(s).ok());
     if let Some(object) = context.as_object_mut() {
         if let Some(body) = body {
-            object.insert("body".into(), body);
+            object.insert(body_key.into(), body);
+        }
+        if let Some(schedule) = schedule {
+            object.insert("schedule".into(), schedule);
         }
         if let Some(ticket) = ticket {
             object.insert("ticket".into(), ticket);

@@ -569,7 +569,7 @@ fn check_schema(
             errors.push(LoadError::in_file(
                 path,
                 format!(
-                    "action {method}: its context must be the common fields (protocol, indirect, route, client_ip, hour_utc, weekday, ticket?){}: {}",
+                    "action {method}: its context must be the common fields (protocol, indirect, route, method, client_ip, hour_utc, weekday, ticket?, effect?, schedule?){}: {}",
                     if REQUIRED_ACTIONS.contains(&method.as_str()) {
                         " plus its typed body"
                     } else {
@@ -589,6 +589,7 @@ fn probe_context(method: &str) -> serde_json::Value {
         "protocol": "json",
         "indirect": false,
         "route": "direct",
+        "method": "X",
         "client_ip": "127.0.0.1",
         "hour_utc": 0,
         "weekday": 0,

@@ -154,6 +154,9 @@ fn shipped_policies_load() {
         set.policy_ids(),
         [
             "baseline-permit",
+            "carrier-outlives-ticket",
+            "dcui-access-needs-ticket",
+            "effect-unknown",
             "lockdown-no-strict",
             "maintenance-needs-ticket",
             "vsan-no-action-monitor"
@@ -163,22 +166,43 @@ fn shipped_policies_load() {
     assert_eq!(
         set.guarded_actions(),
         [
+            "AddHost_Task",
+            "AddStandaloneHost_Task",
+            "ApplyEntitiesConfig_Task",
+            "ApplyEsxSettings",
+            "ApplyHostConfig_Task",
+            "ApplyRecommendation",
+            "ChangeAccessMode",
             "ChangeLockdownMode",
+            "ClusterEnterMaintenanceMode",
+            "ConfigureHCI_Task",
+            "CreateAgency",
             "EnterLockdownMode",
             "EnterMaintenanceMode_Task",
             "ExitLockdownMode",
             "ExitMaintenanceMode_Task",
             "RebootHost_Task",
-            "ShutdownHost_Task"
+            "RestartService",
+            "RunScheduledTask",
+            "ShutdownHost_Task",
+            "StopService",
+            "UninstallService",
+            "UpdateAgency",
+            "UpdateLockdownExceptions",
+            "UpdateOptions",
+            "UpdateServicePolicy",
+            "UpdateSystemUsers"
         ]
     );
     assert!(set.is_guarded("ChangeLockdownMode"));
     assert!(!set.is_guarded("HostLockdown"));
+    assert!(!set.is_guarded("EntersMaintenance"));
+    assert!(!set.is_guarded("DcuiEscapeHatch"));
     assert_eq!(set.hash().len(), 64);
     assert!(
         set.location("lockdown-no-strict")
             .expect("location")
-            .ends_with("lockdown-no-strict.cedar:3")
+            .ends_with("lockdown-no-strict.cedar:8")
     );
 }
 

@@ -159,6 +159,15 @@ pub fn parse_bool_word(text: &str) -> Option<bool> {
     }
 }
 
+/// Parses an `xsd:boolean` in any of its four lexical forms: `true`, `false`, `1`, `0`.
+pub fn parse_xsd_boolean(text: &str) -> Option<bool> {
+    match text {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +212,17 @@ mod tests {
             "0x10",
         ] {
             assert_eq!(parse_decimal_i32(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn xsd_boolean_has_four_lexical_forms() {
+        assert_eq!(parse_xsd_boolean("1"), Some(true));
+        assert_eq!(parse_xsd_boolean("0"), Some(false));
+        assert_eq!(parse_xsd_boolean("true"), Some(true));
+        assert_eq!(parse_xsd_boolean("false"), Some(false));
+        for bad in ["TRUE", "01", " 1", "yes", ""] {
+            assert_eq!(parse_xsd_boolean(bad), None, "{bad:?}");
         }
     }
 

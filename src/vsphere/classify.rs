@@ -145,7 +145,11 @@ pub fn classify_vim_json(
                 target: this,
                 body: json_body::parse_guarded_body(canonical, body)?,
                 route: Route::Direct,
+                via: canonical.to_owned(),
             });
+        }
+        MethodLookup::Effect { method, declared } => {
+            op.guarded = json_body::parse_effect_body(method, &this, declared, body)?;
         }
         MethodLookup::Carrier {
             canonical,
@@ -265,6 +269,7 @@ mod tests {
                 mode: LockdownMode::Strict,
             }),
             route: Route::Direct,
+            via: "ChangeLockdownMode".into(),
         })
     }
 
@@ -506,6 +511,79 @@ mod tests {
         let refusal =
             classify_soap(b"<!DOCTYPE x><x/>", &GuardedMethods::new()).expect_err("doctype");
         assert_eq!(refusal.fault_type, "InvalidRequest");
+    }
+
+    fn soap_call(method_xml: &str) -> Result<Operation, Refusal> {
+        let xml = format!(
+            r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{method_xml}</soapenv:Body></soapenv:Envelope>"#
+        );
+        classify_soap(xml.as_bytes(), &GuardedMethods::new())
+    }
+
+    fn facts_of(op: Operation) -> (String, crate::vsphere::effects::EffectFacts) {
+        let g = op.guarded.expect("guarded");
+        match g.body {
+            GuardedBody::Effect(facts) => (g.method, facts),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn effect_routes_in_both_protocols() {
+        let (action, f) = facts_of(
+            json(
+                http::Method::POST,
+                "/sdk/vim25/8.0.3.0/HostServiceSystem/serviceSystem-21/StopService",
+                Some(r#"{"_typeName":"StopServiceRequestType","id":"DCUI"}"#),
+            )
+            .expect("classified"),
+        );
+        assert_eq!(action, "StopService");
+        assert!(f.dcui_stopped);
+        let (action, f) = facts_of(
+            soap_call(
+                r#"<StopService xmlns="urn:vim25"><_this type="HostServiceSystem">serviceSystem-21</_this><id>DCUI</id></StopService>"#,
+            )
+            .expect("classified"),
+        );
+        assert_eq!(action, "StopService");
+        assert!(f.dcui_stopped);
+        let op = soap_call(
+            r#"<StopService xmlns="urn:vim25"><_this type="HostServiceSystem">serviceSystem-21</_this><id>ntpd</id></StopService>"#,
+        )
+        .expect("classified");
+        assert_eq!(op.guarded, None);
+        assert_eq!(op.call, Call::Method("StopService".into()));
+        let (_, f) = facts_of(
+            soap_call(
+                r#"<UpdateOptions xmlns="urn:vim25"><_this type="OptionManager">EsxHostAdvSettings-21</_this><changedValue><key>DCUI.Access</key><value xsi:type="xsd:string">root</value></changedValue></UpdateOptions>"#,
+            )
+            .expect("classified"),
+        );
+        assert_eq!(f.dcui_access.as_deref(), Some("root"));
+        let (action, f) = facts_of(
+            soap_call(
+                r#"<AddHost_Task xmlns="urn:vim25"><_this type="ClusterComputeResource">domain-c7</_this><spec><hostName>esx-9</hostName><userName>root</userName><password>s3cret</password><lockdownMode>lockdownStrict</lockdownMode></spec><asConnected>true</asConnected></AddHost_Task>"#,
+            )
+            .expect("classified"),
+        );
+        assert_eq!(action, "AddHost_Task");
+        assert_eq!(f.lockdown_mode, Some(LockdownMode::Strict));
+        assert!(!serde_json::to_string(&f).expect("json").contains("s3cret"));
+        let (action, _) = facts_of(
+            soap_call(
+                r#"<Update xmlns="urn:eam"><_this type="Agency">agency-1</_this><config><agentName>x</agentName></config></Update>"#,
+            )
+            .expect("classified"),
+        );
+        assert_eq!(action, "UpdateAgency");
+        for refused in [
+            r#"<StopService xmlns="urn:vim25"><_this type="HostServiceSystem">ss</_this><id>DCUI</id><id>ntpd</id></StopService>"#,
+            r#"<StopService xmlns="urn:vim25"><_this type="HostServiceSystem">ss</_this><id xsi:nil="true">DCUI</id></StopService>"#,
+            r#"<stopService xmlns="urn:vim25"><_this type="HostServiceSystem">ss</_this><id>DCUI</id></stopService>"#,
+        ] {
+            assert!(soap_call(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use super::effects::{EFFECT_METHODS, EffectMethod};
+
 /// Methods guarded from day one (DESIGN.md, PROTOCOL.md §5.4).
 pub const DEFAULT_GUARDED: [&str; 4] = [
     "EnterMaintenanceMode_Task",
@@ -45,6 +47,14 @@ pub enum MethodLookup<'a> {
         canonical: &'a str,
         /// Whether the operator also guards the carrier call itself.
         guarded_itself: bool,
+    },
+    /// A method that can reach a guarded effect (PROTOCOL.md §8): read whole and classified
+    /// by its parameters.
+    Effect {
+        /// The method.
+        method: EffectMethod,
+        /// Whether the policy schema declares its action (guarded whatever the parameters).
+        declared: bool,
     },
     /// A guarded or carrier method in another spelling: refuse.
     WrongCase {
@@ -111,6 +121,7 @@ pub enum GuardedMethodsError {
 pub struct GuardedMethods {
     guarded: BTreeMap<String, String>,
     carriers: BTreeMap<String, String>,
+    effects: BTreeMap<String, (String, EffectMethod)>,
 }
 
 impl Default for GuardedMethods {
@@ -130,7 +141,15 @@ impl GuardedMethods {
             .iter()
             .map(|name| (fold_case(name), (*name).to_owned()))
             .collect();
-        Self { guarded, carriers }
+        let effects = EFFECT_METHODS
+            .iter()
+            .map(|(wire, method, ..)| (fold_case(wire), ((*wire).to_owned(), *method)))
+            .collect();
+        Self {
+            guarded,
+            carriers,
+            effects,
+        }
     }
 
     /// Adds an operator-declared guarded method (canonical spelling); adding it twice is fine.
@@ -177,6 +196,16 @@ impl GuardedMethods {
                 guarded_itself: self.guarded.contains_key(&key),
             };
         }
+        if let Some((canonical, method)) = self.effects.get(&key) {
+            if canonical != name {
+                return MethodLookup::WrongCase { canonical };
+            }
+            let action = fold_case(method.action());
+            return MethodLookup::Effect {
+                method: *method,
+                declared: self.guarded.contains_key(&action),
+            };
+        }
         match self.guarded.get(&key) {
             Some(canonical) if canonical == name => MethodLookup::Guarded(canonical),
             Some(canonical) => MethodLookup::WrongCase { canonical },
@@ -208,7 +237,7 @@ impl GuardedMethods {
         let exact = self.lookup(last);
         if matches!(
             exact,
-            MethodLookup::Guarded(_) | MethodLookup::Carrier { .. }
+            MethodLookup::Guarded(_) | MethodLookup::Carrier { .. } | MethodLookup::Effect { .. }
         ) {
             return exact;
         }

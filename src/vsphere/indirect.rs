@@ -5,9 +5,12 @@
 //! they reach live here, so VI/JSON and SOAP carriers are judged alike.
 
 use super::bodies::{EnterMaintenanceModeBody, MaintenanceSpec, OBJECT_ACTIONS, ObjectAction};
-use super::bodies::{VsanMode, parse_bool_word, parse_decimal_i32};
+use super::bodies::{VsanMode, parse_decimal_i32, parse_xsd_boolean};
+use super::effect_tree::Node;
+use super::effects::{EffectFacts, EffectMethod, classify_effect, positional_params};
 use super::guarded::{CarrierKind, GuardedMethods, MethodLookup, expected_target_type, fold_case};
 use super::operation::{GuardedBody, GuardedCall, MoRef, Route};
+use super::schedule::Schedule;
 use super::xml_tree::parse_fragment;
 
 /// The managed object type `ExecuteSoap` is defined on.
@@ -137,12 +140,28 @@ pub(crate) struct SoapArgument {
     pub(crate) val: String,
 }
 
-/// Checks a `MethodAction.name`; `Some(canonical)` when it names a guarded method.
+/// What a `MethodAction.name` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActionName<'g> {
+    /// Nothing the gateway guards.
+    Unguarded,
+    /// A guarded method (canonical name).
+    Guarded(&'g str),
+    /// An effect method, classified by its arguments.
+    Effect {
+        /// The method.
+        method: EffectMethod,
+        /// Whether the schema declares its action.
+        declared: bool,
+    },
+}
+
+/// Checks a `MethodAction.name`.
 pub(crate) fn method_action_name<'g>(
     carrier: &str,
     name: &str,
     guarded: &'g GuardedMethods,
-) -> Result<Option<&'g str>, IndirectError> {
+) -> Result<ActionName<'g>, IndirectError> {
     if !is_method_reference(name) {
         return Err(IndirectError::NotAMethodName {
             carrier: carrier.to_owned(),
@@ -150,8 +169,9 @@ pub(crate) fn method_action_name<'g>(
         });
     }
     match guarded.lookup_reference(name) {
-        MethodLookup::NotGuarded => Ok(None),
-        MethodLookup::Guarded(canonical) => Ok(Some(canonical)),
+        MethodLookup::NotGuarded => Ok(ActionName::Unguarded),
+        MethodLookup::Guarded(canonical) => Ok(ActionName::Guarded(canonical)),
+        MethodLookup::Effect { method, declared } => Ok(ActionName::Effect { method, declared }),
         MethodLookup::Carrier { .. } => Err(IndirectError::NestedCarrier {
             carrier: carrier.to_owned(),
             found: name.to_owned(),
@@ -175,7 +195,9 @@ pub(crate) fn check_stray_text(
         return Ok(());
     }
     match guarded.lookup_reference(text) {
-        MethodLookup::NotGuarded => Ok(()),
+        // Effect methods are classified by their arguments, and some have common names
+        // (`Update`): a mention elsewhere is only text.
+        MethodLookup::NotGuarded | MethodLookup::Effect { .. } => Ok(()),
         _ => Err(IndirectError::StrayMention {
             carrier: carrier.to_owned(),
             found: text.to_owned(),
@@ -190,6 +212,30 @@ fn is_method_reference(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
+/// The guarded action a `MethodAction` naming an effect method carries, from its positional
+/// argument values; `None` when those show no effect. Arguments the rules cannot read give
+/// the worst-case facts.
+pub(crate) fn effect_action(
+    method: EffectMethod,
+    declared: bool,
+    values: Vec<Option<Node>>,
+) -> Option<FoundAction> {
+    let placeholder = MoRef::new("", "");
+    let classified = positional_params(method, values)
+        .map(|params| classify_effect(method, &placeholder, &params, declared));
+    match classified {
+        Some(Ok(None)) => None,
+        Some(Ok(Some(call))) => Some(FoundAction {
+            method: call.method,
+            body: call.body,
+        }),
+        Some(Err(_)) | None => Some(FoundAction {
+            method: method.action().to_owned(),
+            body: GuardedBody::Effect(EffectFacts::unknown(true)),
+        }),
+    }
+}
+
 /// The guarded call of an operator-guarded carrier that carries no guarded action.
 pub(crate) fn carrier_itself(carrier: &str, this: &MoRef) -> GuardedCall {
     GuardedCall {
@@ -197,6 +243,7 @@ pub(crate) fn carrier_itself(carrier: &str, this: &MoRef) -> GuardedCall {
         target: this.clone(),
         body: GuardedBody::Untyped,
         route: Route::Direct,
+        via: carrier.to_owned(),
     }
 }
 
@@ -213,6 +260,7 @@ pub(crate) fn carrier_call(
     this: &MoRef,
     target_param: Option<MoRef>,
     guarded_itself: bool,
+    schedule: Option<Schedule>,
     mut actions: Vec<FoundAction>,
 ) -> Result<Option<GuardedCall>, IndirectError> {
     if actions.len() > 1 {
@@ -235,6 +283,7 @@ pub(crate) fn carrier_call(
             target_param,
             Route::ScheduledTask {
                 carrier: carrier.to_owned(),
+                schedule: schedule.unwrap_or_else(|| Schedule::from_spec(None, 0)),
             },
         ),
         CarrierKind::Alarm { target_param } => (
@@ -273,6 +322,7 @@ pub(crate) fn carrier_call(
         target,
         body: action.body,
         route,
+        via: carrier.to_owned(),
     }))
 }
 
@@ -360,10 +410,28 @@ pub(crate) fn execute_soap_call(
             target: this.clone(),
             body,
             route,
+            via: "ExecuteSoap".to_owned(),
+        }));
+    }
+    if let Some(effect) = EffectMethod::from_vmodl(method)
+        && let Some(params) = vmodl_params(effect, arguments)?
+    {
+        let call = classify_effect(effect, this, &params, false).map_err(|err| {
+            IndirectError::BadArgument {
+                argument: method.to_owned(),
+                reason: err.to_string(),
+            }
+        })?;
+        return Ok(call.map(|call| GuardedCall {
+            route: Route::Vmodl {
+                method: method.to_owned(),
+            },
+            via: "ExecuteSoap".to_owned(),
+            ..call
         }));
     }
     match guarded.lookup_reference(method) {
-        MethodLookup::NotGuarded => Ok(None),
+        MethodLookup::NotGuarded | MethodLookup::Effect { .. } => Ok(None),
         MethodLookup::Guarded(canonical) | MethodLookup::WrongCase { canonical } => {
             Err(IndirectError::ExecuteSoapGuarded {
                 method: method.to_owned(),
@@ -375,6 +443,50 @@ pub(crate) fn execute_soap_call(
             found: method.to_owned(),
         }),
     }
+}
+
+/// The `ExecuteSoap` arguments of a vmodl effect method as named parameters; `None` for a
+/// service-system name (`stop`, ...) without an `id` argument (another object's method).
+fn vmodl_params(
+    effect: EffectMethod,
+    arguments: &[SoapArgument],
+) -> Result<Option<Node>, IndirectError> {
+    let service = matches!(
+        effect,
+        EffectMethod::StopService
+            | EffectMethod::UninstallService
+            | EffectMethod::RestartService
+            | EffectMethod::UpdateServicePolicy
+    );
+    if service && !arguments.iter().any(|a| a.name == "id") {
+        return Ok(None);
+    }
+    let mut fields = Vec::new();
+    for arg in arguments {
+        let bad = |reason: String| IndirectError::BadArgument {
+            argument: arg.name.clone(),
+            reason,
+        };
+        let element = parse_fragment(&arg.val).map_err(|e| bad(e.to_string()))?;
+        if let Some(attr) = element.disallowed_attr(&["type"]) {
+            return Err(bad(format!("attribute '{}' is not allowed", attr.local)));
+        }
+        let node = Node::from_xml_element(&element, "ExecuteSoap argument")
+            .map_err(|e| bad(e.to_string()))?;
+        match node {
+            Node::Struct {
+                type_name: Some(ref t),
+                fields: ref items,
+            } if t.starts_with("ArrayOf") => {
+                fields.extend(items.iter().map(|(_, v)| (arg.name.clone(), v.clone())));
+            }
+            other => fields.push((arg.name.clone(), other)),
+        }
+    }
+    Ok(Some(Node::Struct {
+        type_name: None,
+        fields,
+    }))
 }
 
 fn maintenance_set(
@@ -392,10 +504,11 @@ fn maintenance_set(
         };
         match arg.name.as_str() {
             "enable" => {
-                enable = Some(
-                    parse_bool_word(&text)
-                        .ok_or_else(|| bad(format!("'{text}' is not true or false")))?,
-                );
+                enable = Some(parse_xsd_boolean(&text).ok_or_else(|| {
+                    bad(format!(
+                        "'{text}' is not an xsd:boolean (true, false, 1, 0)"
+                    ))
+                })?);
             }
             "timeout" => {
                 timeout = Some(
@@ -661,6 +774,81 @@ mod tests {
     }
 
     #[test]
+    fn esxcli_enable_takes_every_xsd_boolean_form() {
+        for (text, method) in [
+            ("1", "EnterMaintenanceMode_Task"),
+            ("true", "EnterMaintenanceMode_Task"),
+            ("0", "ExitMaintenanceMode_Task"),
+            ("false", "ExitMaintenanceMode_Task"),
+        ] {
+            let call = exec(
+                "ha-cli-handler-system-maintenancemode",
+                "vim.EsxCLI.system.maintenanceMode.set",
+                &[arg("enable", &format!("<enable>{text}</enable>"))],
+            )
+            .expect("ok")
+            .expect("guarded");
+            assert_eq!(call.method, method, "{text}");
+        }
+    }
+
+    #[test]
+    fn vmodl_forms_of_effect_methods() {
+        let call = exec(
+            "serviceSystem",
+            "vim.host.ServiceSystem.stop",
+            &[arg("id", "<id>DCUI</id>")],
+        )
+        .expect("ok")
+        .expect("guarded");
+        assert_eq!(call.method, "StopService");
+        assert_eq!(call.via, "ExecuteSoap");
+        assert_eq!(
+            call.route,
+            Route::Vmodl {
+                method: "vim.host.ServiceSystem.stop".into()
+            }
+        );
+        assert!(matches!(call.body, GuardedBody::Effect(ref f) if f.dcui_stopped));
+        assert_eq!(
+            exec(
+                "serviceSystem",
+                "vim.host.ServiceSystem.stop",
+                &[arg("id", "<id>ntpd</id>")]
+            ),
+            Ok(None)
+        );
+        let options = exec(
+            "EsxHostAdvSettings-21",
+            "vim.option.OptionManager.updateValues",
+            &[arg(
+                "changedValue",
+                r#"<changedValue xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfOptionValue"><OptionValue><key>DCUI.Access</key><value xsi:type="xsd:string"></value></OptionValue></changedValue>"#,
+            )],
+        )
+        .expect("ok")
+        .expect("guarded");
+        assert_eq!(options.method, "UpdateOptions");
+        assert!(matches!(options.body, GuardedBody::Effect(ref f) if f.dcui_access_changed));
+        let exceptions = exec(
+            "ha-host-access-manager",
+            "vim.host.HostAccessManager.updateLockdownExceptions",
+            &[arg("users", "<users>root</users>")],
+        )
+        .expect("ok")
+        .expect("guarded");
+        assert_eq!(exceptions.method, "UpdateLockdownExceptions");
+        assert!(
+            exec(
+                "serviceSystem",
+                "vim.host.ServiceSystem.stop",
+                &[arg("id", "<id>dcui</id>")]
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn carrier_call_rules() {
         let this = MoRef::new("ScheduledTaskManager", "ScheduledTaskManager");
         let action = || FoundAction {
@@ -679,6 +867,7 @@ mod tests {
             &this,
             Some(ham.clone()),
             false,
+            None,
             vec![action()],
         )
         .expect("ok")
@@ -691,6 +880,7 @@ mod tests {
                 &this,
                 None,
                 false,
+                None,
                 vec![action()]
             )
             .is_err()
@@ -702,6 +892,7 @@ mod tests {
                 &this,
                 Some(ham.clone()),
                 false,
+                None,
                 vec![action(), action()]
             )
             .is_err()
@@ -713,6 +904,7 @@ mod tests {
                 &this,
                 Some(ham.clone()),
                 true,
+                None,
                 vec![action()]
             )
             .is_err()
@@ -724,6 +916,7 @@ mod tests {
                 &this,
                 Some(MoRef::new("HostSystem", "host-1")),
                 false,
+                None,
                 vec![action()]
             )
             .is_err()
@@ -735,6 +928,7 @@ mod tests {
                 &this,
                 Some(ham.clone()),
                 false,
+                None,
                 vec![]
             ),
             Ok(None)
@@ -745,6 +939,7 @@ mod tests {
             &this,
             Some(ham),
             true,
+            None,
             vec![],
         )
         .expect("ok")
@@ -756,6 +951,7 @@ mod tests {
             &MoRef::new("ScheduledTask", "schedule-7"),
             None,
             false,
+            None,
             vec![action()],
         )
         .expect("ok")
@@ -777,7 +973,7 @@ mod tests {
         assert!(method_action_name("CreateAlarm", "EnterMaintenanceMode_Task ", &set).is_err());
         assert_eq!(
             method_action_name("CreateAlarm", "PowerOnVM_Task", &set),
-            Ok(None)
+            Ok(ActionName::Unguarded)
         );
     }
 }

@@ -15,9 +15,12 @@ use super::bodies::{
     MaintenanceSpec, OBJECT_ACTIONS, ObjectAction, VsanMode,
 };
 use super::fault::FaultType;
+use super::effect_tree::Node;
+use super::effects::{self, EffectError, EffectMethod};
 use super::guarded::{BodyKind, CarrierKind, GuardedMethods, body_kind};
-use super::indirect::{self, FoundAction, IndirectError, SoapArgument};
+use super::indirect::{self, ActionName, FoundAction, IndirectError, SoapArgument};
 use super::operation::{GuardedBody, GuardedCall, MoRef};
+use super::schedule::Schedule;
 
 /// Why a VI/JSON body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +90,9 @@ pub enum JsonBodyError {
     /// A carrier body reaches a guarded method in a way that is refused.
     #[error(transparent)]
     Indirect(#[from] IndirectError),
+    /// An effect method's parameters are refused.
+    #[error(transparent)]
+    Effect(#[from] EffectError),
 }
 
 impl JsonBodyError {
@@ -219,6 +225,19 @@ fn guarded_body_from_map(
         }
         BodyKind::Untyped => GuardedBody::Untyped,
     })
+}
+
+/// Classifies the body of an effect method (PROTOCOL.md §8); `Some` when it is guarded.
+pub fn parse_effect_body(
+    method: EffectMethod,
+    this: &MoRef,
+    declared: bool,
+    body: Option<&[u8]>,
+) -> Result<Option<GuardedCall>, JsonBodyError> {
+    let context = format!("{} body", method.wire_name());
+    let map = body_object(body, &context)?;
+    let params = Node::from_json_params(&map, &context).map_err(EffectError::from)?;
+    Ok(effects::classify_effect(method, this, &params, declared)?)
 }
 
 /// Field access on one JSON object, with the refusals of §6.
@@ -454,16 +473,31 @@ pub fn parse_carrier_body(
                     walk(value, carrier, guarded, &mut found)?;
                 }
             }
+            let schedule = match (kind, map.get("spec")) {
+                (CarrierKind::ScheduledTask { .. }, Some(Value::Object(spec))) => {
+                    let spec = Node::from_json_params(spec, "spec").map_err(EffectError::from)?;
+                    Some(Schedule::from_spec(Some(&spec), unix_now()))
+                }
+                _ => None,
+            };
             Ok(indirect::carrier_call(
                 carrier,
                 kind,
                 this,
                 target,
                 guarded_itself,
+                schedule,
                 found,
             )?)
         }
     }
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A `ManagedObjectReference` object: `type` and `value` strings.
@@ -531,11 +565,28 @@ fn method_action(
         }
         values.push(value);
     }
-    if let Some(method) = indirect::method_action_name(carrier, name, guarded)? {
-        found.push(FoundAction {
+    match indirect::method_action_name(carrier, name, guarded)? {
+        ActionName::Unguarded => {}
+        ActionName::Guarded(method) => found.push(FoundAction {
             method: method.to_owned(),
             body: action_body(body_kind(method), &values),
-        });
+        }),
+        ActionName::Effect { method, declared } => {
+            let nodes = values
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Object(map)) => Node::from_json_params(map, "MethodActionArgument")
+                        .ok()
+                        .map(Some),
+                    Some(Value::Null) | None => Some(None),
+                    Some(_) => None,
+                })
+                .collect::<Option<Vec<_>>>();
+            found.extend(match nodes {
+                Some(nodes) => indirect::effect_action(method, declared, nodes),
+                None => indirect::effect_action(method, declared, vec![None; 99]),
+            });
+        }
     }
     Ok(())
 }
@@ -854,7 +905,14 @@ mod tests {
         assert_eq!(
             call.route,
             Route::ScheduledTask {
-                carrier: "CreateScheduledTask".into()
+                carrier: "CreateScheduledTask".into(),
+                schedule: crate::vsphere::schedule::Schedule {
+                    scheduler: "OnceTaskScheduler".into(),
+                    recurring: false,
+                    unbounded: false,
+                    first_run: Some(1_893_456_000),
+                    last_run: Some(1_893_456_000),
+                },
             }
         );
         assert_eq!(

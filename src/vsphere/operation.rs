@@ -7,6 +7,8 @@
 use serde::Serialize;
 
 use super::bodies::{ChangeLockdownModeBody, EnterMaintenanceModeBody};
+use super::effects::EffectFacts;
+use super::schedule::Schedule;
 
 /// The wire protocol a request speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -108,6 +110,9 @@ pub struct GuardedCall {
     pub body: GuardedBody,
     /// How the request reaches the guarded method.
     pub route: Route,
+    /// The method (or REST operation) the request itself calls: the guarded method for a
+    /// direct call, the carrier (`ExecuteSoap`, `CreateScheduledTask`, ...) otherwise.
+    pub via: String,
 }
 
 /// How a request reaches a guarded method.
@@ -125,11 +130,28 @@ pub enum Route {
     ScheduledTask {
         /// The carrier call, e.g. `CreateScheduledTask`.
         carrier: String,
+        /// When it runs, as far as the request says.
+        schedule: Schedule,
     },
     /// An alarm whose `MethodAction` names the method; vCenter runs it when the alarm fires.
     Alarm {
         /// The carrier call, e.g. `CreateAlarm`.
         carrier: String,
+    },
+    /// `ExecuteSoap` invoking the vmodl form of a method (`vim.host.ServiceSystem.stop`).
+    Vmodl {
+        /// The vmodl method as sent.
+        method: String,
+    },
+    /// `RunScheduledTask` of a stored task whose action vCenter reported.
+    RunScheduledTask {
+        /// The scheduled task's moId.
+        task: String,
+    },
+    /// A vSphere Lifecycle Manager remediation over the Automation REST API.
+    LifecycleRest {
+        /// The operation, e.g. `POST /api/esx/settings/clusters/{cluster}/software?action=apply`.
+        operation: String,
     },
 }
 
@@ -137,6 +159,28 @@ impl Route {
     /// Whether the effect happens through another call than the guarded method itself.
     pub fn is_indirect(&self) -> bool {
         !matches!(self, Self::Direct)
+    }
+
+    /// The route's name in the policy context and the audit log (`direct`, `esxcli`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Esxcli { .. } => "esxcli",
+            Self::ScheduledTask { .. } => "scheduled_task",
+            Self::Alarm { .. } => "alarm",
+            Self::Vmodl { .. } => "vmodl",
+            Self::RunScheduledTask { .. } => "run_scheduled_task",
+            Self::LifecycleRest { .. } => "lifecycle_rest",
+        }
+    }
+
+    /// When a carrier runs the call: the scheduled task's schedule; an alarm's is unbounded.
+    pub fn schedule(&self) -> Option<Schedule> {
+        match self {
+            Self::ScheduledTask { schedule, .. } => Some(schedule.clone()),
+            Self::Alarm { .. } => Some(Schedule::alarm()),
+            _ => None,
+        }
     }
 }
 
@@ -150,6 +194,8 @@ pub enum GuardedBody {
     ChangeLockdownMode(ChangeLockdownModeBody),
     /// A method without parameters (or whose parameters do not matter for its route).
     NoParameters,
+    /// A method classified by its effect (PROTOCOL.md §8): the facts policies decide on.
+    Effect(EffectFacts),
     /// An operator-declared guarded method (or an indirect call whose arguments could
     /// not be mapped): the body was checked to be well-formed only.
     Untyped,
@@ -174,6 +220,7 @@ mod tests {
                     mode: LockdownMode::Strict,
                 }),
                 route: Route::Direct,
+                via: "ChangeLockdownMode".into(),
             }),
         };
         let json = serde_json::to_value(&op).expect("serialises");

@@ -109,9 +109,14 @@ pub enum PathClass {
 }
 
 /// Parses a request path (optionally with `?query`) into its class.
+///
+/// Near-miss spellings of the SOAP endpoint are SOAP endpoints too: vCenter's front proxy
+/// routes by path prefix, so `/sdkfoo`, `/sdk.`, `/sdk%20` and the asterisk-form `*` may
+/// reach the vim service, and their bodies must be read and classified, never forwarded
+/// unread. The ESX Agent Manager's SOAP endpoint `/eam/sdk` is read the same way.
 pub fn parse_path(path_and_query: &str) -> Result<PathClass, PathError> {
     if path_and_query == "*" {
-        return Ok(PathClass::Other);
+        return Ok(PathClass::SoapEndpoint);
     }
     let (path, query) = match path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -139,9 +144,10 @@ pub fn parse_path(path_and_query: &str) -> Result<PathClass, PathError> {
             expected,
         });
     }
+    let soap_near_miss = prefix.is_none() && (is_sdk_near_miss(first) || is_eam_sdk(&segments));
     let last = segments.len();
     for (i, segment) in segments.iter().enumerate() {
-        let trailing_slash_allowed = prefix.is_none() && i + 1 == last && i > 0;
+        let trailing_slash_allowed = prefix.is_none() && !soap_near_miss && i + 1 == last && i > 0;
         if segment.is_empty() && !trailing_slash_allowed {
             return Err(PathError::EmptySegment(i + 1));
         }
@@ -149,7 +155,22 @@ pub fn parse_path(path_and_query: &str) -> Result<PathClass, PathError> {
     match prefix {
         Some("sdk") => Ok(sdk_path(&segments, query)?),
         Some(_) => Ok(PathClass::Rest),
+        None if soap_near_miss => Ok(PathClass::SoapEndpoint),
         None => Ok(PathClass::Other),
+    }
+}
+
+/// A first segment that a prefix-routing proxy could send to `/sdk`: any spelling that
+/// starts with `sdk` after case folding (`sdkfoo`, `sdk.`, `sdk `, `SDK.`, `sdkTunnel`).
+fn is_sdk_near_miss(first: &str) -> bool {
+    fold_case(first.trim_start()).starts_with("sdk")
+}
+
+/// `/eam/sdk` (and anything below it): the ESX Agent Manager's SOAP endpoint.
+fn is_eam_sdk(segments: &[String]) -> bool {
+    match segments {
+        [first, second, ..] => fold_case(first) == "eam" && is_sdk_near_miss(second),
+        _ => false,
     }
 }
 
@@ -180,6 +201,15 @@ fn sdk_path(segments: &[String], query: Option<&str>) -> Result<PathClass, PathE
         mo_id: mo_id.clone(),
         name: name.clone(),
     }))
+}
+
+/// The decoded segments of a path (no query), with the rules of [`parse_path`].
+pub(crate) fn decode_path_segments(path: &str) -> Result<Vec<String>, PathError> {
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    rest.split('/')
+        .enumerate()
+        .map(|(i, raw)| decode_segment(raw, i + 1))
+        .collect()
 }
 
 fn decode_segment(raw: &str, index: usize) -> Result<String, PathError> {
@@ -319,8 +349,31 @@ mod tests {
         );
         assert_eq!(parse_path("/ui/"), Ok(PathClass::Other));
         assert_eq!(parse_path("/"), Ok(PathClass::Other));
-        assert_eq!(parse_path("*"), Ok(PathClass::Other));
+        assert_eq!(parse_path("*"), Ok(PathClass::SoapEndpoint));
         assert_eq!(parse_path("/%73dk"), Ok(PathClass::SoapEndpoint));
+    }
+
+    #[test]
+    fn near_miss_soap_endpoints_are_soap_endpoints() {
+        for path in [
+            "/sdkfoo",
+            "/sdk.",
+            "/sdk%2e",
+            "/sdk%20",
+            "/sdk%20/vimService",
+            "/sdk..",
+            "/sdkTunnel",
+            "/Sdk.",
+            "/eam/sdk",
+            "/eam/sdk/vimService",
+            "/eam/SDK",
+            "/eam/sdk.",
+        ] {
+            assert_eq!(parse_path(path), Ok(PathClass::SoapEndpoint), "{path}");
+        }
+        assert_eq!(parse_path("/eam/ui"), Ok(PathClass::Other));
+        assert_eq!(parse_path("/sd"), Ok(PathClass::Other));
+        assert_eq!(parse_path("/ui/sdk"), Ok(PathClass::Other));
     }
 
     #[test]
@@ -502,7 +555,41 @@ mod proptests {
         .prop_map(|parts| parts.concat())
     }
 
+    /// Spellings of the SOAP endpoint's first segment a client or a proxy might produce.
+    fn sdk_spelling() -> impl Strategy<Value = String> {
+        let letter = |c: char| {
+            let lower = c.to_string();
+            let upper = c.to_ascii_uppercase().to_string();
+            let encoded = format!("%{:02x}", c as u32);
+            let encoded_upper = format!("%{:02X}", c.to_ascii_uppercase() as u32);
+            prop::sample::select(vec![lower, upper, encoded, encoded_upper])
+        };
+        let suffix = prop::sample::select(vec![
+            "", ".", "%2e", "%2E", "%20", "%09", "x", "Tunnel", "..", "%2e%2e", "~", "-", "_",
+            "%00", "%7f", "%25", ";", "%3b", "%2f", "%5c", "/", "//",
+        ]);
+        (letter('s'), letter('d'), letter('k'), suffix)
+            .prop_map(|(s, d, k, suffix)| format!("{s}{d}{k}{suffix}"))
+    }
+
     proptest! {
+        #[test]
+        fn every_spelling_of_the_soap_endpoint_is_read_or_refused(
+            first in sdk_spelling(),
+            rest in prop::sample::select(vec!["", "/vimService", "/webService", "/x", "?q=1"]),
+            eam in any::<bool>(),
+        ) {
+            let path = if eam { format!("/eam/{first}{rest}") } else { format!("/{first}{rest}") };
+            // Never a pass-through class: a SOAP endpoint (body read and classified), a
+            // VI/JSON path (classified), or refused.
+            match parse_path(&path) {
+                Ok(PathClass::Rest) | Ok(PathClass::Other) => {
+                    prop_assert!(false, "{path} would be forwarded unread");
+                }
+                Ok(PathClass::SoapEndpoint) | Ok(PathClass::VimJson(_)) | Err(_) => {}
+            }
+        }
+
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = parse_path(&s);

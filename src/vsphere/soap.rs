@@ -12,12 +12,16 @@ use super::bodies::{
     MaintenanceSpec, OBJECT_ACTIONS, ObjectAction, VsanMode, parse_bool_word, parse_decimal_i32,
 };
 use super::fault::FaultType;
+use super::effect_tree::Node;
+use super::effects::{self, EffectError};
 use super::guarded::{
     BodyKind, CarrierKind, GuardedMethods, MethodLookup, body_kind, carrier_kind,
     expected_target_type,
 };
-use super::indirect::{self, FoundAction, IndirectError, SoapArgument};
+use super::indirect::{self, ActionName, FoundAction, IndirectError, SoapArgument};
+use super::json_body::unix_now;
 use super::operation::{GuardedBody, GuardedCall, MoRef, Route};
+use super::schedule::Schedule;
 use super::soap_tail::SoapTailGuard;
 pub use super::xml_tree::XmlError;
 use super::xml_tree::{
@@ -161,6 +165,9 @@ pub enum SoapError {
     /// A carrier reaches a guarded method in a way that is refused.
     #[error(transparent)]
     Indirect(#[from] IndirectError),
+    /// An effect method's parameters are refused.
+    #[error(transparent)]
+    Effect(#[from] EffectError),
 }
 
 impl SoapError {
@@ -168,6 +175,7 @@ impl SoapError {
     pub fn fault_type(&self) -> FaultType {
         match self {
             Self::BadValue { .. }
+            | Self::Effect(_)
             | Self::MissingParameter { .. }
             | Self::UnknownParameter { .. }
             | Self::DuplicateParameter { .. }
@@ -699,7 +707,21 @@ pub fn parse_soap_call(body: &[u8], guarded: &GuardedMethods) -> Result<SoapCall
                 target: this.clone(),
                 body: guarded_body(body_kind(canonical), params, canonical)?,
                 route: Route::Direct,
+                via: canonical.to_owned(),
             })
+        }
+        MethodLookup::Effect {
+            method: effect,
+            declared,
+        } => {
+            let this = guarded_this(&head)?;
+            let params = method.children.get(1..).unwrap_or_default();
+            for param in params {
+                check_attrs_allowing_type(param)?;
+            }
+            let context = format!("{} parameters", effect.wire_name());
+            let tree = Node::from_xml_params(params, &context).map_err(EffectError::from)?;
+            effects::classify_effect(effect, this, &tree, declared)?
         }
         MethodLookup::Carrier {
             canonical,
@@ -814,6 +836,21 @@ impl<'a> Params<'a> {
             expected,
         })
     }
+}
+
+/// Attribute check of an effect parameter at every depth: `versionId`, `xsi:type` and the
+/// `type` of a managed object reference only.
+fn check_attrs_allowing_type(element: &Element) -> Result<(), SoapError> {
+    if let Some(attr) = element.disallowed_attr(&["type"]) {
+        return Err(SoapError::Attribute {
+            attr: attr.local.clone(),
+            param: element.local.clone(),
+        });
+    }
+    element
+        .children
+        .iter()
+        .try_for_each(check_attrs_allowing_type)
 }
 
 fn check_attrs(element: &Element) -> Result<(), SoapError> {
@@ -995,12 +1032,24 @@ fn carrier(
                     carrier_walk(param, canonical, guarded, &mut found)?;
                 }
             }
+            let schedule = match kind {
+                CarrierKind::ScheduledTask { .. } => {
+                    let spec = params.iter().find(|p| p.local == "spec");
+                    let spec = spec
+                        .map(|s| Node::from_xml_element(s, "spec"))
+                        .transpose()
+                        .map_err(EffectError::from)?;
+                    Some(Schedule::from_spec(spec.as_ref(), unix_now()))
+                }
+                _ => None,
+            };
             Ok(indirect::carrier_call(
                 canonical,
                 kind,
                 this,
                 target,
                 guarded_itself,
+                schedule,
                 found,
             )?)
         }
@@ -1069,11 +1118,26 @@ fn method_action(
         }
         values.push(value);
     }
-    if let Some(method) = indirect::method_action_name(carrier, name, guarded)? {
-        found.push(FoundAction {
+    match indirect::method_action_name(carrier, name, guarded)? {
+        ActionName::Unguarded => {}
+        ActionName::Guarded(method) => found.push(FoundAction {
             method: method.to_owned(),
             body: action_body(body_kind(method), &values),
-        });
+        }),
+        ActionName::Effect { method, declared } => {
+            let nodes = values
+                .iter()
+                .map(|v| {
+                    v.map(|e| Node::from_xml_element(e, "MethodActionArgument"))
+                        .transpose()
+                        .ok()
+                })
+                .collect::<Option<Vec<_>>>();
+            found.extend(match nodes {
+                Some(nodes) => indirect::effect_action(method, declared, nodes),
+                None => indirect::effect_action(method, declared, vec![None; 99]),
+            });
+        }
     }
     Ok(())
 }
@@ -1164,6 +1228,12 @@ mod tests {
         fixture!("vim25-prefix-ChangeLockdownMode.xml"),
         fixture!("govc-ExecuteSoap-maintenanceMode-set.xml"),
         fixture!("CreateScheduledTask-MethodAction.xml"),
+        fixture!("effect-StopService-DCUI.xml"),
+        fixture!("effect-UpdateOptions-DCUI.Access.xml"),
+        fixture!("effect-ApplyHostConfig_Task-DCUI-off.xml"),
+        fixture!("effect-ExecuteSoap-ServiceSystem-stop.xml"),
+        fixture!("effect-CreateScheduledTask-daily.xml"),
+        fixture!("effect-EAM-CreateAgency.xml"),
     ];
 
     fn call(xml: &str) -> Result<SoapCall, SoapError> {
@@ -1202,6 +1272,13 @@ mod tests {
     fn expected_method(file: &str) -> &str {
         let stem = file.trim_end_matches(".xml");
         let stem = stem.trim_end_matches("-timeout0");
+        if let Some(effect) = stem.strip_prefix("effect-") {
+            let method = effect.split('-').next().unwrap_or(effect);
+            return match method {
+                "EAM" => "CreateAgency",
+                other => other,
+            };
+        }
         if stem.starts_with("govc-ExecuteSoap") {
             return "ExecuteSoap";
         }
@@ -1613,7 +1690,14 @@ mod tests {
         assert_eq!(
             g.route,
             Route::ScheduledTask {
-                carrier: "CreateScheduledTask".into()
+                carrier: "CreateScheduledTask".into(),
+                schedule: crate::vsphere::schedule::Schedule {
+                    scheduler: "OnceTaskScheduler".into(),
+                    recurring: false,
+                    unbounded: false,
+                    first_run: Some(1_893_463_200),
+                    last_run: Some(1_893_463_200),
+                },
             }
         );
         assert_eq!(
