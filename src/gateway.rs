@@ -248,7 +248,11 @@ impl Gateway {
                 audit: Audit::new(audit.clone()),
                 classify: Classify::new(parts.classify),
                 identify: Identify::new(sessions, forward.clone(), parts.identity_token),
-                ticket: Ticket::new(parts.tickets.verifier, parts.tickets.header.clone()),
+                ticket: Ticket::new(
+                    parts.tickets.verifier,
+                    parts.tickets.header.clone(),
+                    parts.tickets.change_system.clone(),
+                ),
                 decide: Decide,
                 write_ahead: WriteAhead::new(audit.clone()),
                 forward,

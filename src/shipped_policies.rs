@@ -10,6 +10,18 @@ pub(crate) const FILES: &[(&str, &str)] = &[
         "baseline-permit.cedar",
         include_str!("../policies/baseline-permit.cedar"),
     ),
+    (
+        "carrier-outlives-ticket.cedar",
+        include_str!("../policies/carrier-outlives-ticket.cedar"),
+    ),
+    (
+        "dcui-access-needs-ticket.cedar",
+        include_str!("../policies/dcui-access-needs-ticket.cedar"),
+    ),
+    (
+        "effect-unknown.cedar",
+        include_str!("../policies/effect-unknown.cedar"),
+    ),
     ("entities.json", include_str!("../policies/entities.json")),
     (
         "lockdown-no-strict.cedar",

@@ -300,7 +300,6 @@ async fn a_full_filesystem_refuses_guarded_calls_keeps_reads_flowing_and_recover
 }
 
 #[tokio::test]
-#[ignore = "needs gate: outcome before head"]
 async fn sigkill_under_load_loses_no_outcome_a_client_saw() {
     let work = tempfile::tempdir().expect("tempdir");
     let active = work.path().join("audit.jsonl");

@@ -15,7 +15,8 @@ use std::time::Instant;
 use http::{Request, Response, header};
 
 use crate::audit::{
-    AuditEvent, AuditLog, CallRecord, OutcomeRecord, TicketKind as AuditTicketKind, Verdict,
+    AuditError, AuditEvent, AuditLog, CallRecord, OutcomeRecord, TicketKind as AuditTicketKind,
+    Verdict,
 };
 use crate::body::{ProxyBody, collect_capped, full};
 use crate::gate::error::GatewayError;
@@ -52,6 +53,9 @@ impl Step for Audit {
         };
         let started = Instant::now();
         let request = RequestFacts::of(&req);
+        if self.log.refuses(facts.is_guarded()) {
+            return Err(GatewayError::AuditUnavailable);
+        }
         let bytes_in = content_length(req.headers());
         // Written if the client goes away (the future is dropped) before the call ends.
         let mut pending = AbortRecord {
@@ -84,8 +88,19 @@ impl Step for Audit {
             latency_ms: Some(started.elapsed().as_millis() as u64),
             ..OutcomeRecord::new(call.clone())
         };
-        if let Err(err) = self.log.write(AuditEvent::Outcome(outcome)).await {
-            tracing::error!(error = %err, "audit: outcome record not written");
+        // On its way to the OS before the answer's head leaves: a crash of the gateway cannot lose
+        // it. While the log is failing it is queued instead (written, or counted as dropped and
+        // noted in a gap record, when space returns).
+        let written = if self.log.refuses(true) {
+            self.log.write(AuditEvent::Outcome(outcome)).await
+        } else {
+            self.log
+                .write_committed(AuditEvent::Outcome(outcome))
+                .await
+                .map(|_| ())
+        };
+        if let Err(err) = written {
+            log_unwritten(&err);
         }
         let status = response.status().as_u16();
         let log = self.log.clone();
@@ -108,7 +123,7 @@ impl Audit {
         if let GatewayError::Denied { text, .. } = error {
             call.reason = Some(text.clone());
             if let Err(err) = self.log.write(AuditEvent::Decision(call.clone())).await {
-                tracing::error!(error = %err, "audit: the denial's decision record was not written");
+                log_unwritten(&err);
             }
         } else {
             call.reason = Some(error.to_string());
@@ -122,8 +137,19 @@ impl Audit {
             ..OutcomeRecord::new(call)
         };
         if let Err(err) = self.log.write(AuditEvent::Outcome(outcome)).await {
-            tracing::error!(error = %err, "audit: outcome record not written");
+            log_unwritten(&err);
         }
+    }
+}
+
+/// A record the log did not take. While the log is failing the writer says so once; a line per
+/// request would flood the logs.
+fn log_unwritten(err: &AuditError) {
+    match err {
+        AuditError::Dropped { .. } | AuditError::Unavailable { .. } => {
+            tracing::debug!(error = %err, "audit: record not written");
+        }
+        _ => tracing::error!(error = %err, "audit: record not written"),
     }
 }
 
@@ -161,7 +187,7 @@ fn submit_detached(log: &AuditLog, outcome: OutcomeRecord) {
     let log = log.clone();
     runtime.spawn(async move {
         if let Err(err) = log.write(AuditEvent::Outcome(outcome)).await {
-            tracing::error!(error = %err, "audit: outcome record not written");
+            log_unwritten(&err);
         }
     });
 }

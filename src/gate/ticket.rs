@@ -13,7 +13,7 @@ use crate::body::ProxyBody;
 use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, Next, Step, StepResult};
-use crate::ticket::{TicketCheck, TicketKind, TicketTarget, TicketVerifier};
+use crate::ticket::{ChangeSystem, TicketCheck, TicketKind, TicketTarget, TicketVerifier};
 use crate::vsphere::operation::GuardedCall;
 
 /// What the ticket step learned about a guarded call's change ticket.
@@ -36,13 +36,47 @@ pub struct TicketFacts {
 pub struct Ticket {
     verifier: Arc<TicketVerifier>,
     header: HeaderName,
+    change_system: Option<Arc<ChangeSystem>>,
 }
 
 impl Ticket {
-    /// Tickets read from `header` and checked by `verifier`; which host an object belongs to
-    /// comes from the entities of the request's policy snapshot.
-    pub fn new(verifier: Arc<TicketVerifier>, header: HeaderName) -> Self {
-        Self { verifier, header }
+    /// Tickets read from `header` and checked by `verifier` (and, when configured, in the
+    /// change system); which host an object belongs to comes from the entities of the request's
+    /// policy snapshot.
+    pub fn new(
+        verifier: Arc<TicketVerifier>,
+        header: HeaderName,
+        change_system: Option<Arc<ChangeSystem>>,
+    ) -> Self {
+        Self {
+            verifier,
+            header,
+            change_system,
+        }
+    }
+
+    /// Takes coverage away from a verified ticket the change system does not authorise.
+    async fn check_change_system(&self, facts: &mut TicketFacts, call: &GuardedCall, set: &Facts) {
+        let (Some(change_system), Some(id), Some(context)) = (
+            &self.change_system,
+            facts.id.clone(),
+            facts.context.as_mut(),
+        ) else {
+            return;
+        };
+        let verdict = change_system
+            .check_target(
+                &id,
+                &set.snapshot.policies,
+                (&call.target.mo_type, &call.target.value),
+                &call.method,
+                SystemTime::now(),
+            )
+            .await;
+        verdict.apply_to(context);
+        if !verdict.authorises() {
+            facts.problem = verdict.reason.clone().or(facts.problem.take());
+        }
     }
 
     /// What the ticket header values `raw` say about `call`.
@@ -88,7 +122,9 @@ impl Step for Ticket {
                 .collect();
             headers.remove(&self.header);
             if let Some(call) = facts.operation().and_then(|op| op.guarded.as_ref()) {
-                facts.set_ticket(self.check(&raw, call, &facts));
+                let mut ticket = self.check(&raw, call, &facts);
+                self.check_change_system(&mut ticket, call, &facts).await;
+                facts.set_ticket(ticket);
             }
         }
         next.run(req).await

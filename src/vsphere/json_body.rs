@@ -14,9 +14,9 @@ use super::bodies::{
     ChangeLockdownModeBody, EnterMaintenanceModeBody, EvacMode, LOCKDOWN_MODES, LockdownMode,
     MaintenanceSpec, OBJECT_ACTIONS, ObjectAction, VsanMode,
 };
-use super::fault::FaultType;
 use super::effect_tree::Node;
 use super::effects::{self, EffectError, EffectMethod};
+use super::fault::FaultType;
 use super::guarded::{BodyKind, CarrierKind, GuardedMethods, body_kind};
 use super::indirect::{self, ActionName, FoundAction, IndirectError, SoapArgument};
 use super::operation::{GuardedBody, GuardedCall, MoRef};

@@ -11,9 +11,9 @@ use super::bodies::{
     ChangeLockdownModeBody, EnterMaintenanceModeBody, EvacMode, LOCKDOWN_MODES, LockdownMode,
     MaintenanceSpec, OBJECT_ACTIONS, ObjectAction, VsanMode, parse_bool_word, parse_decimal_i32,
 };
-use super::fault::FaultType;
 use super::effect_tree::Node;
 use super::effects::{self, EffectError};
+use super::fault::FaultType;
 use super::guarded::{
     BodyKind, CarrierKind, GuardedMethods, MethodLookup, body_kind, carrier_kind,
     expected_target_type,

@@ -1,8 +1,8 @@
 //! Shared end-to-end harness: a simulator and a gateway on loopback port 0, real TLS both ways.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-pub mod vcsim;
 pub mod servicenow;
+pub mod vcsim;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
