@@ -252,3 +252,56 @@ async fn a_monitor_mode_match_is_forwarded_and_recorded_as_would_deny() {
     let (ok, text) = vcguard(&["audit", "query", file, "--decision", "would-deny"]);
     assert!(ok && text.contains("host-23"), "{text}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_vcenter_answers_and_a_refusal_before_the_decision_are_recorded()
+ {
+    let harness = Harness::start_with(Options {
+        sim: vcguard::sim::SimConfig {
+            response_delay: Some(std::time::Duration::from_millis(1500)),
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let read = client
+        .get(format!(
+            "{}/ServiceInstance/ServiceInstance/content",
+            harness.vim()
+        ))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(read.is_err(), "the client gave up before vCenter answered");
+
+    let compressed = client
+        .post(format!("{}/sdk", harness.base()))
+        .header("content-type", "text/xml")
+        .header("content-encoding", "gzip")
+        .body("not really gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(compressed.status(), 415);
+
+    // The abort record is written when the gateway notices the client has gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = records(&harness.audit_path);
+        let aborted = all
+            .iter()
+            .any(|r| r["error"] == "client_aborted" && r["mo_id"] == "ServiceInstance");
+        let refused = all.iter().any(|r| {
+            r["status"] == 415 && r["error"] == "encoding" && r["fault"] == "InvalidRequest"
+        });
+        if aborted && refused {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aborted {aborted}, refused {refused}: {all:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

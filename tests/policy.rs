@@ -347,3 +347,79 @@ where
     }
     panic!("condition not reached within 10 s");
 }
+
+#[tokio::test]
+async fn a_request_in_flight_keeps_its_policy_snapshot_and_a_new_one_sees_the_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&shipped_policies(), dir.path());
+    let harness = Harness::start_with(Options {
+        policies: dir.path().to_owned(),
+        policy_poll: Some(Duration::from_millis(100)),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.login(&client).await;
+
+    // A guarded call whose body is still on its way when the policies change.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "_typeName": "ChangeLockdownModeRequestType",
+        "mode": "lockdownDisabled"
+    }))
+    .expect("body");
+    let (first, rest) = body.split_at(10);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tx.send(Ok(first.to_vec())).await.expect("first part");
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let in_flight = tokio::spawn(
+        client
+            .post(format!(
+                "{}/HostAccessManager/ham-22/ChangeLockdownMode",
+                harness.vim()
+            ))
+            .header("vmware-api-session-id", &token)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    std::fs::write(
+        dir.path().join("freeze.cedar"),
+        "@id(\"lockdown-change-freeze\")\n@reason(\"change freeze\")\nforbid (principal, action == VSphere::Action::\"ChangeLockdownMode\", resource)\nwhen { context.body.mode == \"lockdownDisabled\" };\n",
+    )
+    .expect("write new policy");
+    let metrics_url = format!("http://{}/metrics", harness.admin);
+    wait_for(|| async {
+        reqwest::get(&metrics_url)
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+            .filter(|m| m.contains(r#"vcguard_policy_reloads_total{result="applied"} 1"#))
+    })
+    .await;
+
+    tx.send(Ok(rest.to_vec())).await.expect("rest");
+    drop(tx);
+    let response = in_flight.await.expect("task").expect("response");
+    assert_eq!(
+        response.status(),
+        204,
+        "decided under the snapshot it started with"
+    );
+
+    let response = json_lockdown(&harness, &client, &token, "ham-22", "lockdownDisabled").await;
+    assert_eq!(response.status(), 500, "a new request sees the new set");
+    let fault: Value = response.json().await.expect("fault");
+    assert!(
+        fault["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lockdown-change-freeze"),
+        "{fault}"
+    );
+}
