@@ -153,6 +153,7 @@ impl GatewayParts {
                 pool_idle_timeout: settings.pool_idle_timeout,
                 pool_max_idle: settings.pool_max_idle,
                 max_connections: settings.max_upstream_connections,
+                long_poll: settings.long_poll,
             },
             limits: ConnectionLimits {
                 header_read_timeout: settings.header_read_timeout,

@@ -329,3 +329,38 @@ async fn admin_endpoints_report_health_and_metrics() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn a_long_poll_outlives_the_response_timeout_by_its_own_wait() {
+    let harness = Harness::start_with(Options {
+        response_timeout: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.login(&client).await;
+    let started = std::time::Instant::now();
+    let response = client
+        .post(format!(
+            "{}/PropertyCollector/propertyCollector/WaitForUpdatesEx",
+            harness.vim()
+        ))
+        .header("vmware-api-session-id", &token)
+        .json(&serde_json::json!({
+            "version": "",
+            "options": {"_typeName": "WaitOptions", "maxWaitSeconds": 3}
+        }))
+        .send()
+        .await
+        .expect("long poll");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "vCenter's wait of 3 s is not cut by the 1 s response timeout: {status} {body}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the simulator waited"
+    );
+}

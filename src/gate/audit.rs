@@ -47,10 +47,12 @@ impl Audit {
 }
 
 impl Step for Audit {
-    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
-        let Some(facts) = Facts::of(&req) else {
-            return Err(GatewayError::missing_facts("audit"));
-        };
+    async fn handle<S: Inner>(
+        &self,
+        req: Request<ProxyBody>,
+        facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         let started = Instant::now();
         let request = RequestFacts::of(&req);
         if self.log.refuses(facts.is_guarded()) {
@@ -229,10 +231,12 @@ impl WriteAhead {
 }
 
 impl Step for WriteAhead {
-    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
-        let Some(facts) = Facts::of(&req) else {
-            return Err(GatewayError::missing_facts("write-ahead"));
-        };
+    async fn handle<S: Inner>(
+        &self,
+        req: Request<ProxyBody>,
+        facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         if facts.decision().is_some() {
             let record = call_record(&self.log, &facts, &RequestFacts::of(&req));
             if let Err(err) = self.log.write_durable(AuditEvent::Decision(record)).await {

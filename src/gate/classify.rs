@@ -5,6 +5,8 @@
 //! other call is streamed, with the bytes already read put back in front. Anything
 //! ambiguous is refused here and never reaches vCenter.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, header};
 use http_body::Body;
@@ -22,7 +24,7 @@ use crate::vsphere::classify::{
     operation_from_soap_head, pass_through, refuse_xml_on_vim_json, sdk_without_body, soap_release,
 };
 use crate::vsphere::credentials::single_credential;
-use crate::vsphere::guarded::GuardedMethods;
+use crate::vsphere::long_poll::{WaitBound, is_long_poll, wait_bound};
 use crate::vsphere::operation::{Operation, Protocol};
 use crate::vsphere::soap::{SniffState, SoapSniffer};
 
@@ -58,10 +60,12 @@ impl Classify {
 }
 
 impl Step for Classify {
-    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
-        let Some(facts) = Facts::of(&req) else {
-            return Err(GatewayError::missing_facts("classify"));
-        };
+    async fn handle<S: Inner>(
+        &self,
+        req: Request<ProxyBody>,
+        facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         let verdict = TailVerdict::default();
         let req = classify(req, &facts, self.limits, &verdict).await?;
         let response = match guarded_call_span(&req, &facts) {
@@ -118,6 +122,11 @@ async fn classify(
                 let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
                 let operation = classify_vim_json(path, &parts.method, Some(&bytes), guarded)?;
                 (operation, full(bytes))
+            } else if is_long_poll(&path.name) {
+                let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
+                let operation = classify_vim_json(path, &parts.method, None, guarded)?;
+                facts.set_wait(long_poll_wait(&path.name, Protocol::VimJson, &bytes));
+                (operation, full(bytes))
             } else {
                 let (prefix, rest) = read_start(body).await?;
                 refuse_xml_on_vim_json(&prefix)?;
@@ -131,7 +140,7 @@ async fn classify(
                 headers: &parts.headers,
                 has_credential,
             };
-            classify_soap_body(soap, body, guarded, limits, verdict).await?
+            classify_soap_body(soap, body, facts, limits, verdict).await?
         }
         PathClass::Rest | PathClass::Other => unreachable_pass_through(),
     };
@@ -157,10 +166,11 @@ struct SoapRequest<'a> {
 async fn classify_soap_body(
     request: SoapRequest<'_>,
     mut body: ProxyBody,
-    guarded: &GuardedMethods,
+    facts: &Facts,
     limits: ClassifyLimits,
     verdict: &TailVerdict,
 ) -> Result<(Operation, ProxyBody), GatewayError> {
+    let guarded = facts.snapshot.guarded.as_ref();
     let SoapRequest {
         method,
         headers,
@@ -191,7 +201,8 @@ async fn classify_soap_body(
         )
         .into());
     }
-    if needs_whole_body(&head.method, guarded) {
+    let long_poll = is_long_poll(&head.method);
+    if long_poll || needs_whole_body(&head.method, guarded) {
         let buffered = sniffer.into_buffered();
         let cap = limits.guarded_body_max;
         if buffered.len() > cap || content_length(headers).is_some_and(|len| len > cap as u64) {
@@ -207,6 +218,9 @@ async fn classify_soap_body(
         whole.extend_from_slice(&rest);
         let whole = whole.freeze();
         let operation = classify_soap(&whole, guarded)?;
+        if long_poll {
+            facts.set_wait(long_poll_wait(&head.method, Protocol::Soap, &whole));
+        }
         return Ok((operation, full(whole)));
     }
     let guard = sniffer.tail_guard().map_err(Refusal::from)?;
@@ -216,6 +230,14 @@ async fn classify_soap_body(
         operation,
         prefixed(Bytes::from(sniffer.into_buffered()), rest),
     ))
+}
+
+/// A long poll's wait bound; a body whose wait cannot be read keeps the ordinary response timeout.
+fn long_poll_wait(method: &str, protocol: Protocol, body: &[u8]) -> WaitBound {
+    wait_bound(method, protocol, body).unwrap_or_else(|err| {
+        tracing::debug!(error = %err, "long poll without a readable wait; ordinary timeout");
+        WaitBound::NotWaiting
+    })
 }
 
 /// Reads a guarded body whole, refusing it early when `Content-Length` already says it is too big.

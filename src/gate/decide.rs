@@ -21,10 +21,12 @@ use crate::vsphere::operation::{GuardedBody, GuardedCall, Protocol};
 pub struct Decide;
 
 impl Step for Decide {
-    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
-        let Some(facts) = Facts::of(&req) else {
-            return Err(GatewayError::missing_facts("decide"));
-        };
+    async fn handle<S: Inner>(
+        &self,
+        req: Request<ProxyBody>,
+        facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         let Some(operation) = facts.operation() else {
             return next.run(req).await;
         };

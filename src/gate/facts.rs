@@ -11,6 +11,7 @@ use crate::identity::Caller;
 use crate::policy::{Decision, PolicySnapshot};
 use crate::vsphere::credentials::Credential;
 use crate::vsphere::fault::FaultProtocol;
+use crate::vsphere::long_poll::WaitBound;
 use crate::vsphere::operation::{Operation, Protocol};
 
 /// The facts of one request.
@@ -24,6 +25,7 @@ pub struct Facts {
     caller: OnceLock<Caller>,
     ticket: OnceLock<TicketFacts>,
     decision: OnceLock<Arc<Decision>>,
+    wait: OnceLock<WaitBound>,
 }
 
 impl Facts {
@@ -37,6 +39,7 @@ impl Facts {
             caller: OnceLock::new(),
             ticket: OnceLock::new(),
             decision: OnceLock::new(),
+            wait: OnceLock::new(),
         }
     }
 
@@ -68,6 +71,16 @@ impl Facts {
     /// The policy decision on a guarded call, once decided.
     pub fn decision(&self) -> Option<&Arc<Decision>> {
         self.decision.get()
+    }
+
+    /// How long vCenter may take to answer by design (long polls); ordinary calls: not waiting.
+    pub fn wait(&self) -> WaitBound {
+        self.wait.get().copied().unwrap_or(WaitBound::NotWaiting)
+    }
+
+    /// Records a long poll's wait bound (classify).
+    pub fn set_wait(&self, wait: WaitBound) {
+        let _ = self.wait.set(wait);
     }
 
     /// Whether the call is a guarded one.

@@ -19,9 +19,11 @@ use tower::Service;
 
 use crate::body::{ProxyBody, boxed, holding};
 use crate::gate::error::GatewayError;
+use crate::gate::facts::Facts;
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
 use crate::upstream_connect::{UPSTREAM_TCP_KEEPALIVE, UpstreamConnector};
+use crate::vsphere::long_poll::{LongPollLimits, WaitBound};
 
 /// Where and how to reach vCenter.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct UpstreamOptions {
     pub pool_max_idle: usize,
     /// Requests in flight to vCenter at once; more wait (within the response timeout).
     pub max_connections: usize,
+    /// Deadlines of long polls (`WaitForUpdatesEx`, `WaitForUpdates`) instead of the response timeout.
+    pub long_poll: LongPollLimits,
 }
 
 impl UpstreamOptions {
@@ -54,6 +58,7 @@ impl UpstreamOptions {
             pool_idle_timeout: Duration::from_secs(defaults.pool_idle_timeout_secs),
             pool_max_idle: defaults.pool_max_idle,
             max_connections: defaults.max_connections,
+            long_poll: LongPollLimits::default(),
         }
     }
 }
@@ -69,6 +74,7 @@ struct ForwardInner {
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
+    long_poll: LongPollLimits,
     /// One permit per request in flight to vCenter, held until its response body is done.
     in_flight: Arc<Semaphore>,
     metrics: Arc<Metrics>,
@@ -100,6 +106,7 @@ impl Forward {
                 scheme,
                 authority,
                 response_timeout: options.response_timeout,
+                long_poll: options.long_poll,
                 in_flight: Arc::new(Semaphore::new(
                     options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
                 )),
@@ -141,20 +148,30 @@ impl ForwardInner {
         let upstream_req = self
             .upstream_request(req)
             .map_err(GatewayError::BadRequest)?;
+        let wait = Facts::of(&upstream_req).map_or(WaitBound::NotWaiting, |facts| facts.wait());
         let started = Instant::now();
-        let result = tokio::time::timeout(self.response_timeout, async {
-            let permit = self.in_flight.clone().acquire_owned().await;
+        let exchange = async {
+            // A long poll waits by design: it holds no slot of `max_connections` while it waits.
+            let permit = match wait {
+                WaitBound::NotWaiting => self.in_flight.clone().acquire_owned().await.ok(),
+                _ => None,
+            };
             (permit, self.client.request(upstream_req).await)
-        })
-        .await;
-        let (permit, result) = match result {
-            Ok((permit, result)) => (permit.ok(), result),
-            Err(_) => {
-                return Err(GatewayError::UpstreamTimeout {
-                    authority: self.authority.to_string(),
-                    secs: self.response_timeout.as_secs(),
-                });
-            }
+        };
+        let (permit, result) = match self
+            .long_poll
+            .response_deadline(wait, self.response_timeout)
+        {
+            None => exchange.await,
+            Some(deadline) => match tokio::time::timeout(deadline, exchange).await {
+                Ok(done) => done,
+                Err(_) => {
+                    return Err(GatewayError::UpstreamTimeout {
+                        authority: self.authority.to_string(),
+                        secs: deadline.as_secs(),
+                    });
+                }
+            },
         };
         let mut response = result.map_err(|err| self.send_error(&err))?;
         self.metrics

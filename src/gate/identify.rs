@@ -69,10 +69,12 @@ fn session_effect(operation: Option<&Operation>) -> SessionEffect {
 }
 
 impl Step for Identify {
-    async fn handle<S: Inner>(&self, mut req: Request<ProxyBody>, next: Next<S>) -> StepResult {
-        let Some(facts) = Facts::of(&req) else {
-            return Err(GatewayError::missing_facts("identify"));
-        };
+    async fn handle<S: Inner>(
+        &self,
+        mut req: Request<ProxyBody>,
+        facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         let operation = facts.operation();
         let effect = session_effect(operation);
         let token = session_token(&req, &facts);

@@ -17,6 +17,7 @@ use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
 use crate::gate::error::GatewayError;
+use crate::gate::facts::Facts;
 
 /// What a step (and the rest of the way through after it) answers.
 pub type StepResult = Result<Response<ProxyBody>, GatewayError>;
@@ -49,10 +50,12 @@ impl<S> Inner for S where
 
 /// One step of the request's way through.
 pub trait Step: Send + Sync + 'static {
-    /// Handles `req`, handing it on with `next` when the step lets it through.
+    /// Handles `req` (whose facts so far are `facts`), handing it on with `next` when the step
+    /// lets it through.
     fn handle<S: Inner>(
         &self,
         req: Request<ProxyBody>,
+        facts: Arc<Facts>,
         next: Next<S>,
     ) -> impl Future<Output = StepResult> + Send;
 }
@@ -131,10 +134,15 @@ impl<T: Step, S: Inner> Service<Request<ProxyBody>> for StepService<T, S> {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let step = self.step.clone();
+        let Some(facts) = Facts::of(&req) else {
+            return Box::pin(std::future::ready(Err(GatewayError::missing_facts(
+                "a step",
+            ))));
+        };
         Box::pin(async move {
             // A panicking step fails its request, not the connection: the audit step and the
             // rescue see an ordinary `GatewayError::Internal`.
-            AssertUnwindSafe(step.handle(req, Next { inner }))
+            AssertUnwindSafe(step.handle(req, facts, Next { inner }))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {

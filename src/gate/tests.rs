@@ -12,6 +12,7 @@ use crate::audit::{AuditConfig, AuditLog};
 use crate::body::{ProxyBody, full};
 use crate::gate::audit::Audit;
 use crate::gate::error::GatewayError;
+use crate::gate::facts::Facts;
 use crate::gate::rescue::RescueLayer;
 use crate::gate::step::{Inner, Next, Step, StepLayer, StepResult};
 use crate::metrics::Metrics;
@@ -21,7 +22,12 @@ use crate::policy::{PolicySet, PolicyStore};
 struct PanicsOnRequest;
 
 impl Step for PanicsOnRequest {
-    async fn handle<S: Inner>(&self, req: Request<ProxyBody>, next: Next<S>) -> StepResult {
+    async fn handle<S: Inner>(
+        &self,
+        req: Request<ProxyBody>,
+        _facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         if req.uri().path().contains("panic") {
             panic!("step failed on purpose");
         }

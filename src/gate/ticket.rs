@@ -10,7 +10,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::body::ProxyBody;
-use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, Next, Step, StepResult};
 use crate::ticket::{ChangeSystem, TicketCheck, TicketKind, TicketTarget, TicketVerifier};
@@ -109,10 +108,12 @@ impl Ticket {
 }
 
 impl Step for Ticket {
-    async fn handle<S: Inner>(&self, mut req: Request<ProxyBody>, next: Next<S>) -> StepResult {
-        let Some(facts) = Facts::of(&req) else {
-            return Err(GatewayError::missing_facts("ticket"));
-        };
+    async fn handle<S: Inner>(
+        &self,
+        mut req: Request<ProxyBody>,
+        facts: Arc<Facts>,
+        next: Next<S>,
+    ) -> StepResult {
         let headers = req.headers_mut();
         if headers.contains_key(&self.header) {
             let raw: Vec<String> = headers
