@@ -391,16 +391,10 @@ async fn a_request_in_flight_keeps_its_policy_snapshot_and_a_new_one_sees_the_re
         "@id(\"lockdown-change-freeze\")\n@reason(\"change freeze\")\nforbid (principal, action == VSphere::Action::\"ChangeLockdownMode\", resource)\nwhen { context.body.mode == \"lockdownDisabled\" };\n",
     )
     .expect("write new policy");
-    let metrics_url = format!("http://{}/metrics", harness.admin);
-    wait_for(|| async {
-        reqwest::get(&metrics_url)
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()
-            .filter(|m| m.contains(r#"vcguard_policy_reloads_total{result="applied"} 1"#))
-    })
+    wait_for_reloads(
+        &harness,
+        r#"vcguard_policy_reloads_total{result="applied"} 1"#,
+    )
     .await;
 
     tx.send(Ok(rest.to_vec())).await.expect("rest");
@@ -422,4 +416,19 @@ async fn a_request_in_flight_keeps_its_policy_snapshot_and_a_new_one_sees_the_re
             .contains("lockdown-change-freeze"),
         "{fault}"
     );
+}
+
+/// Waits until the admin metrics show `line` (a reload counter).
+async fn wait_for_reloads(harness: &Harness, line: &str) {
+    let metrics_url = format!("http://{}/metrics", harness.admin);
+    wait_for(|| async {
+        reqwest::get(&metrics_url)
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+            .filter(|m| m.contains(line))
+    })
+    .await;
 }
