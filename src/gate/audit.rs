@@ -54,8 +54,9 @@ impl Step for Audit {
         next: Next<S>,
     ) -> StepResult {
         let started = Instant::now();
-        let request = RequestFacts::of(&req);
-        if self.log.refuses(facts.is_guarded()) {
+        // Nothing is classified yet: this refuses every call under `on_full = "refuse_all"`;
+        // guarded calls are refused by `WriteAhead` when their decision record cannot be written.
+        if self.log.refuses(false) {
             return Err(GatewayError::AuditUnavailable);
         }
         let bytes_in = content_length(req.headers());
@@ -63,13 +64,13 @@ impl Step for Audit {
         let mut pending = AbortRecord {
             log: self.log.clone(),
             facts: facts.clone(),
-            request: request.clone(),
+            request: RequestFacts::of(&req),
             started,
             armed: true,
         };
         let result = next.run(req).await;
         pending.armed = false;
-        let call = call_record(&self.log, &facts, &request);
+        let call = call_record(&self.log, &facts, &pending.request);
         let response = match result {
             Ok(response) => response,
             Err(error) => {
