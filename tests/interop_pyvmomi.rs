@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, ADMIN_USER, Harness};
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, Options};
+use vcguard::sim::SimConfig;
 
 #[tokio::test]
 #[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
@@ -43,6 +46,61 @@ async fn pyvmomi_is_held_to_the_policies_through_the_gateway() {
     assert_eq!(
         harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
         Some("lockdownNormal")
+    );
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-21"),
+        Some(true)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
+async fn pyvmomi_wait_for_task_outlasts_the_response_timeout() {
+    let python = std::env::var("VCGUARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let response_timeout = Duration::from_secs(2);
+    let task_duration = Duration::from_secs(5);
+    let harness = Harness::start_with(Options {
+        response_timeout,
+        sim: SimConfig {
+            task_duration,
+            ..SimConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/pyvmomi_long_task.py"
+    );
+    let port = harness.gateway.port().to_string();
+    let output = tokio::process::Command::new(&python)
+        .args([
+            script,
+            "127.0.0.1",
+            &port,
+            ADMIN_USER,
+            ADMIN_PASSWORD,
+            "CHG0012345",
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("PASS waited"),
+        "WaitForTask through the gateway failed:\n{stdout}\n{stderr}"
+    );
+    let waited: f64 = stdout
+        .split("PASS waited ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .expect("seconds waited");
+    assert!(
+        waited >= response_timeout.as_secs_f64() * 2.0,
+        "the wait ({waited} s) must outlast the response timeout to prove anything"
     );
     assert_eq!(
         harness.sim().simulator.host_in_maintenance("host-21"),
