@@ -20,6 +20,8 @@ pub struct Facts {
     pub snapshot: Arc<PolicySnapshot>,
     /// The protocol the client most likely spoke, from the path alone (before classification).
     pub path_protocol: FaultProtocol,
+    /// Whether the path is under `/vcguard/`: vcguard's own API or console, never forwarded.
+    pub own_api: bool,
     credential: OnceLock<Option<Credential>>,
     operation: OnceLock<Operation>,
     caller: OnceLock<Caller>,
@@ -34,6 +36,7 @@ impl Facts {
         Self {
             snapshot,
             path_protocol: protocol_of_path(path),
+            own_api: path.starts_with(crate::console::OWN_PREFIX),
             credential: OnceLock::new(),
             operation: OnceLock::new(),
             caller: OnceLock::new(),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod facts;
 pub mod forward;
 pub mod identify;
+pub mod own_api;
 pub mod request_id;
 pub mod rescue;
 pub mod soap_tail;
@@ -34,6 +35,7 @@ use crate::gate::classify::Classify;
 use crate::gate::decide::Decide;
 use crate::gate::forward::Forward;
 use crate::gate::identify::Identify;
+use crate::gate::own_api::OwnApi;
 use crate::gate::request_id::{GatewayRequestIds, REQUEST_ID_HEADER, drop_client_request_id};
 use crate::gate::rescue::RescueLayer;
 use crate::gate::step::StepLayer;
@@ -54,6 +56,8 @@ pub struct Steps {
     pub classify: Classify,
     /// Who is calling?
     pub identify: Identify,
+    /// vcguard's own API and console under `/vcguard/`, answered here and never forwarded.
+    pub own_api: OwnApi,
     /// Which change ticket authorises it?
     pub ticket: Ticket,
     /// Do the policies allow it?
@@ -92,6 +96,7 @@ pub fn stack(steps: Steps, ticket_header: &http::HeaderName) -> GatewayService {
         .layer(StepLayer::new(steps.audit))
         .layer(StepLayer::new(steps.classify))
         .layer(StepLayer::new(steps.identify))
+        .layer(StepLayer::new(steps.own_api))
         .layer(StepLayer::new(steps.ticket))
         .layer(StepLayer::new(steps.decide))
         .layer(StepLayer::new(steps.write_ahead))
