@@ -92,7 +92,9 @@ impl GatewayClient {
     }
 
     fn url(&self, path: &str) -> Result<Uri, ClientError> {
-        format!("{}{path}", self.base)
+        let scheme = self.base.scheme_str().unwrap_or("https");
+        let authority = self.base.authority().map_or("", |a| a.as_str());
+        format!("{scheme}://{authority}{path}")
             .parse()
             .map_err(|err| ClientError::Usage(format!("bad URL path {path:?}: {err}")))
     }
@@ -144,10 +146,15 @@ impl GatewayClient {
                         .and_then(Value::as_str)
                         .map(|t| match t {
                             "InvalidLogin" => "vCenter refused the user name or password".to_owned(),
-                            other => other.to_owned(),
+                            other => format!("{other}: {}", fault_text(&fault)),
                         })
                 })
-                .unwrap_or_else(|| format!("HTTP {status}"));
+                .unwrap_or_else(|| {
+                    format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(300)])
+                    )
+                });
             return Err(ClientError::Login {
                 user: user.to_owned(),
                 detail,
@@ -237,6 +244,16 @@ impl GatewayClient {
             message: text("message"),
         })
     }
+}
+
+/// The message of a VI/JSON fault (`localizedMessage`, or the first fault message).
+fn fault_text(fault: &Value) -> String {
+    fault
+        .get("localizedMessage")
+        .or_else(|| fault.pointer("/faultMessage/0/message"))
+        .and_then(Value::as_str)
+        .unwrap_or("(no message)")
+        .to_owned()
 }
 
 /// An error and its sources on one line.

@@ -61,7 +61,10 @@ async fn route(
             StatusCode::OK,
             &json!({"user": who.user, "groups": who.groups}),
         )),
-        (&Method::GET, ["approvals"]) => list_approvals(inner, &req, now).await,
+        (&Method::GET, ["approvals"]) => {
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            list_approvals(inner, &query, now).await
+        }
         (&Method::GET, ["approvals", id]) => show_approval(inner, id).await,
         (&Method::POST, ["approvals", id, verb @ ("approve" | "deny")]) => {
             let verdict = if *verb == "approve" {
@@ -152,7 +155,7 @@ pub(crate) fn parse_state(value: &str) -> Result<Option<ApprovalState>, ApiError
 
 async fn list_approvals(
     inner: &ConsoleInner,
-    req: &Request<ProxyBody>,
+    query: &str,
     now: SystemTime,
 ) -> Result<Response<ProxyBody>, ApiError> {
     let mut filter = ApprovalFilter {
@@ -160,7 +163,7 @@ async fn list_approvals(
         requester: None,
         limit: 100,
     };
-    for (key, value) in form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "state" => filter.state = parse_state(&value)?,
             "requester" => filter.requester = Some(value.into_owned()),

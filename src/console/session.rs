@@ -101,8 +101,6 @@ pub(crate) fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool 
 pub(crate) struct LoggedIn {
     /// The session token (goes into the cookie only).
     pub(crate) token: String,
-    /// The vCenter user name, e.g. `VSPHERE.LOCAL\approver`.
-    pub(crate) user: String,
 }
 
 /// Logs in to vCenter through the gateway's forward path with SOAP `Login` and remembers the
@@ -169,10 +167,7 @@ pub(crate) async fn login(
     })?;
     sessions.put(sessions.key_for(&found.token), Some(found.user.clone()));
     tracing::info!(user = %found.user, session = %sessions.key_for(&found.token).short_hex(), "console login");
-    Ok(LoggedIn {
-        token: found.token,
-        user: found.user,
-    })
+    Ok(LoggedIn { token: found.token })
 }
 
 /// Ends the vCenter session `token` (SOAP `Logout`) and forgets it in the cache.

@@ -577,21 +577,26 @@ fn audit_filters(form: &AuditForm) -> String {
 
 fn audit_row(record: &Value, out: &mut String) {
     let kind = text_of(record, "kind");
-    let decision = match (text_of(record, "decision"), record.get("monitor")) {
-        ("allow", Some(Value::Array(m))) if !m.is_empty() => "would_deny",
-        (d, _) => d,
+    let decision = match (kind, text_of(record, "decision"), record.get("monitor")) {
+        ("approval" | "claim", _, _) => text_of(record, "event"),
+        (_, "allow", Some(Value::Array(m))) if !m.is_empty() => "would_deny",
+        (_, d, _) => d,
     };
-    let principal = [
-        "principal",
-        "decided_by",
-        "user",
-        "requester",
-    ]
-    .iter()
-    .map(|k| text_of(record, k))
-    .find(|v| !v.is_empty())
-    .unwrap_or("-");
+    let principal = ["principal", "by", "user", "requester"]
+        .iter()
+        .map(|k| text_of(record, k))
+        .find(|v| !v.is_empty())
+        .unwrap_or("-");
     let what = match (text_of(record, "method"), text_of(record, "mo_id")) {
+        ("", _) if kind == "claim" => format!(
+            "{} on {}",
+            text_of(record, "ticket"),
+            record
+                .get("hosts")
+                .and_then(Value::as_array)
+                .map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ),
         ("", _) => text_of(record, "summary").to_owned(),
         (m, "") => m.to_owned(),
         (m, o) => format!("{m} on {o}"),
@@ -607,22 +612,15 @@ fn audit_row(record: &Value, out: &mut String) {
         })
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| text_of(record, "policy").to_owned());
-    let mut reason = [
-        "reason",
-        "comment",
-        "ticket_problem",
-        "error",
-        "fault",
-    ]
-    .iter()
-    .map(|k| text_of(record, k))
-    .filter(|v| !v.is_empty())
-    .collect::<Vec<_>>()
-    .join(" · ");
-    if let Some(id) = record.get("approval_id").or_else(|| record.get("id")).and_then(Value::as_str)
-        && kind.starts_with("approval")
-    {
-        reason = format!("{id} {reason}");
+    let mut reason: Vec<String> = Vec::new();
+    if matches!(kind, "approval" | "claim") {
+        reason.push(text_of(record, "id").to_owned());
+    }
+    for key in ["reason", "comment", "ticket_problem", "error", "fault"] {
+        let value = text_of(record, key);
+        if !value.is_empty() {
+            reason.push(value.to_owned());
+        }
     }
     let status = record
         .get("status")
@@ -639,7 +637,7 @@ fn audit_row(record: &Value, out: &mut String) {
         esc(&what),
         esc(&policies),
         esc(&status),
-        esc(&reason),
+        esc(&reason.join(" · ")),
         kind_class = esc(kind),
         decision_class = esc(decision),
     );

@@ -1,0 +1,517 @@
+//! vcguard's own API under /vcguard/api/v1/ and the CLI on it, end to end: the built-in
+//! simulator and the gateway over real TLS, users logged in to vCenter through the gateway.
+
+mod common;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, Options, shipped_policies};
+use serde_json::{Value, json};
+use vcguard::state::{ApprovalKey, NewApproval};
+
+const APPROVER: &str = "approver@vsphere.local";
+const APPROVER_NAME: &str = "VSPHERE.LOCAL\\approver";
+const VIEWER: &str = "viewer@vsphere.local";
+const ADMIN_NAME: &str = "VSPHERE.LOCAL\\Administrator";
+const GROUP: &str = "change-approvers";
+
+/// The shipped policies with `VSPHERE.LOCAL\approver` in `change-approvers` (added to
+/// `entities.json` unless the shipped one already has it).
+pub fn policies_with_approvers(dir: &Path) {
+    let src = shipped_policies();
+    copy_dir(&src, dir);
+    let path = dir.join("entities.json");
+    let mut entities: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("entities")).expect("json");
+    let has = |entities: &[Value], ty: &str, id: &str| {
+        entities
+            .iter()
+            .any(|e| e["uid"]["type"] == format!("VSphere::{ty}") && e["uid"]["id"] == id)
+    };
+    if !has(&entities, "Group", GROUP) {
+        entities.push(json!({"uid": {"type": "VSphere::Group", "id": GROUP}, "attrs": {}, "parents": []}));
+    }
+    if !has(&entities, "User", APPROVER_NAME) {
+        entities.push(json!({
+            "uid": {"type": "VSphere::User", "id": APPROVER_NAME}, "attrs": {},
+            "parents": [{"type": "VSphere::Group", "id": GROUP}]
+        }));
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&entities).expect("encode")).expect("write");
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("read dir") {
+        let entry = entry.expect("entry");
+        let to = dst.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).expect("copy");
+        }
+    }
+}
+
+struct Setup {
+    harness: Harness,
+    client: reqwest::Client,
+    _policies: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let policies = tempfile::tempdir().expect("policy dir");
+    policies_with_approvers(policies.path());
+    let mut options = Options {
+        policies: policies.path().to_path_buf(),
+        ..Options::default()
+    };
+    for user in [APPROVER, VIEWER] {
+        options
+            .sim
+            .users
+            .push((user.to_owned(), ADMIN_PASSWORD.to_owned()));
+    }
+    let harness = Harness::start_with(options).await;
+    let client = harness.client();
+    Setup {
+        harness,
+        client,
+        _policies: policies,
+    }
+}
+
+/// Logs `user` in over VI/JSON through the gateway; returns the session id.
+async fn login(setup: &Setup, user: &str) -> String {
+    let response = setup
+        .client
+        .post(format!(
+            "{}/SessionManager/SessionManager/Login",
+            setup.harness.vim()
+        ))
+        .json(&json!({"userName": user, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200, "login of {user}");
+    response.headers()["vmware-api-session-id"]
+        .to_str()
+        .expect("token")
+        .to_owned()
+}
+
+async fn api(
+    setup: &Setup,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = setup.client.request(
+        method,
+        format!("{}/vcguard/api/v1/{path}", setup.harness.base()),
+    );
+    if let Some(token) = token {
+        request = request.header("vmware-api-session-id", token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("api call");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, value)
+}
+
+/// Files a pending approval request of `requester` directly in the gateway's store.
+async fn pending(setup: &Setup, requester: &str) -> String {
+    let approval = setup
+        .harness
+        .control
+        .request_approval(
+            NewApproval {
+                key: ApprovalKey {
+                    requester: requester.to_owned(),
+                    action: "ChangeLockdownMode".into(),
+                    target: "HostAccessManager:ham-21".into(),
+                    body_hash: uuid::Uuid::new_v4().simple().to_string(),
+                },
+                group: GROUP.into(),
+                policy: "lockdown-disable-needs-approval".into(),
+                reason: Some("disabling lockdown needs a second person".into()),
+                summary: "ChangeLockdownMode lockdownDisabled on ham-21".into(),
+            },
+            "test-request",
+            SystemTime::now(),
+        )
+        .await
+        .expect("approval request filed");
+    approval.id
+}
+
+fn assert_nothing_under_vcguard_reached_vcenter(setup: &Setup) {
+    let journal = setup.harness.sim().simulator.journal();
+    let leaked: Vec<_> = journal
+        .iter()
+        .filter(|seen| seen.path.starts_with("/vcguard"))
+        .map(|seen| seen.path.clone())
+        .collect();
+    assert!(leaked.is_empty(), "forwarded to vCenter: {leaked:?}");
+}
+
+#[tokio::test]
+async fn the_api_needs_a_vcenter_session_and_never_reaches_vcenter() {
+    let setup = setup().await;
+    let (status, body) = api(&setup, reqwest::Method::GET, "approvals", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthenticated", "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains("log in"),
+        "{body}"
+    );
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "approvals",
+        Some("not-a-session"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "an unknown session is refused: {body}");
+
+    let token = login(&setup, ADMIN_USER).await;
+    let (status, body) = api(&setup, reqwest::Method::GET, "whoami", Some(&token), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"], ADMIN_NAME);
+    let (status, body) = api(&setup, reqwest::Method::GET, "nowhere", Some(&token), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "not_found");
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "approvals?state=maybe",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("unknown state"));
+
+    // Other paths under /vcguard/ are answered too, never forwarded.
+    let response = setup
+        .client
+        .get(format!("{}/vcguard/elsewhere", setup.harness.base()))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 404);
+    assert_nothing_under_vcguard_reached_vcenter(&setup);
+}
+
+#[tokio::test]
+async fn approvals_are_listed_approved_and_denied_with_the_two_person_rule() {
+    let setup = setup().await;
+    let admin = login(&setup, ADMIN_USER).await;
+    let approver = login(&setup, APPROVER).await;
+    let viewer = login(&setup, VIEWER).await;
+    let first = pending(&setup, ADMIN_NAME).await;
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "approvals?state=pending",
+        Some(&approver),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<&str> = body["approvals"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(listed.contains(&first.as_str()), "{body}");
+
+    // The requester cannot approve their own request.
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        &format!("approvals/{first}/approve"),
+        Some(&admin),
+        Some(json!({"comment": "mine"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "self_approval", "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains(GROUP),
+        "the message names the group: {body}"
+    );
+
+    // Someone outside the group cannot either.
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        &format!("approvals/{first}/approve"),
+        Some(&viewer),
+        Some(json!({"comment": "looks fine"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "not_member", "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains("not a member of change-approvers"),
+        "{body}"
+    );
+
+    // A member approves it, with a comment.
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        &format!("approvals/{first}/approve"),
+        Some(&approver),
+        Some(json!({"comment": "CAB approved"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "approved");
+    assert_eq!(body["decided_by"], APPROVER_NAME);
+    assert_eq!(body["comment"], "CAB approved");
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        &format!("approvals/{first}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("approved")), "{body}");
+
+    // Deciding again is refused.
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        &format!("approvals/{first}/deny"),
+        Some(&approver),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "already_decided", "{body}");
+
+    // Another request is denied.
+    let second = pending(&setup, ADMIN_NAME).await;
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        &format!("approvals/{second}/deny"),
+        Some(&approver),
+        Some(json!({"comment": "not during the freeze"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "denied");
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "approvals/apr-doesnotexist",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // The decisions are in the audit log, with the decider and the comment.
+    let log = std::fs::read_to_string(&setup.harness.audit_path).expect("audit log");
+    let approved = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["kind"] == "approval" && r["event"] == "approved" && r["id"] == first.as_str())
+        .expect("an approved record");
+    assert_eq!(approved["by"], APPROVER_NAME);
+    assert_eq!(approved["comment"], "CAB approved");
+    assert_nothing_under_vcguard_reached_vcenter(&setup);
+}
+
+#[tokio::test]
+async fn tickets_are_claimed_listed_and_released() {
+    let setup = setup().await;
+    let admin = login(&setup, ADMIN_USER).await;
+    let viewer = login(&setup, VIEWER).await;
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        "ticket-claims",
+        Some(&admin),
+        Some(json!({"ticket": "not a ticket", "hosts": ["host-21"], "ttl_secs": 600})),
+    )
+    .await;
+    assert_eq!(status, 422, "a ticket the pattern refuses: {body}");
+    assert_eq!(body["error"], "ticket_rejected");
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        "ticket-claims",
+        Some(&admin),
+        Some(json!({"ticket": "CHG0012345", "hosts": [], "ttl_secs": 600})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        "ticket-claims",
+        Some(&admin),
+        Some(json!({
+            "ticket": "CHG0012345", "hosts": ["host-21"],
+            "actions": ["EnterMaintenanceMode_Task"], "ttl_secs": 7200
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("claim id").to_owned();
+    assert!(id.starts_with("clm-"), "{body}");
+    assert_eq!(body["ticket_id"], "CHG0012345");
+    assert_eq!(body["ticket_context"]["verified"], true, "{body}");
+    assert_eq!(body["user"], ADMIN_NAME);
+
+    let (status, body) = api(&setup, reqwest::Method::GET, "ticket-claims", Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["claims"][0]["id"], id.as_str(), "{body}");
+    let (_, body) = api(&setup, reqwest::Method::GET, "ticket-claims", Some(&viewer), None).await;
+    assert_eq!(body["claims"], json!([]), "another user's claims are not listed: {body}");
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::DELETE,
+        &format!("ticket-claims/{id}"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "not_yours");
+
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::DELETE,
+        &format!("ticket-claims/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["released_at"].is_string(), "{body}");
+    let (_, body) = api(&setup, reqwest::Method::GET, "ticket-claims", Some(&admin), None).await;
+    assert_eq!(body["claims"], json!([]), "{body}");
+    assert_nothing_under_vcguard_reached_vcenter(&setup);
+}
+
+/// Runs the `vcguard` binary with `args` against the harness's gateway as `user`.
+fn cli(setup: &Setup, ca: &Path, user: &str, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args(args)
+        .args(["--gateway", &setup.harness.base(), "--user", user])
+        .arg("--ca")
+        .arg(ca)
+        .env("VCGUARD_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("VCGUARD_GATEWAY")
+        .env_remove("VCGUARD_USER")
+        .output()
+        .expect("run vcguard");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_approves_and_claims_through_the_api() {
+    let setup = setup().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("gateway.pem");
+    std::fs::write(&ca, &setup.harness.gateway_cert.cert_pem).expect("ca");
+    let id = pending(&setup, ADMIN_NAME).await;
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(&setup, &ca, APPROVER, &["approval", "list"])
+    });
+    assert!(ok, "approval list: {err}");
+    assert!(out.starts_with("ID "), "a table: {out}");
+    assert!(out.contains(&id), "{out}");
+
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        cli(&setup, &ca, ADMIN_USER, &["approval", "approve", &id, "--comment", "self"])
+    });
+    assert!(!ok, "self-approval must fail");
+    assert!(err.contains("cannot decide it"), "{err}");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(&setup, &ca, APPROVER, &["approval", "approve", &id, "--comment", "go ahead"])
+    });
+    assert!(ok, "approve: {err}");
+    assert!(out.starts_with(&format!("approved {id}")), "{out}");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(&setup, &ca, APPROVER, &["approval", "show", &id, "--json"])
+    });
+    assert!(ok, "show: {err}");
+    let shown: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(shown["state"], "approved");
+    assert_eq!(shown["comment"], "go ahead");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(
+            &setup,
+            &ca,
+            ADMIN_USER,
+            &["ticket", "claim", "CHG0012345", "--host", "host-21", "--action", "EnterMaintenanceMode_Task", "--ttl", "2h"],
+        )
+    });
+    assert!(ok, "claim: {err}");
+    assert!(out.starts_with("claimed clm-"), "{out}");
+    let claim = out
+        .split_whitespace()
+        .nth(1)
+        .expect("id")
+        .trim_end_matches(':')
+        .to_owned();
+
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| cli(&setup, &ca, ADMIN_USER, &["ticket", "claims"]));
+    assert!(ok, "claims: {err}");
+    assert!(out.contains(&claim) && out.contains("CHG0012345"), "{out}");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(&setup, &ca, ADMIN_USER, &["ticket", "release", &claim])
+    });
+    assert!(ok, "release: {err}");
+    assert!(out.starts_with(&format!("released {claim}")), "{out}");
+
+    // A wrong password fails plainly, and an untrusted gateway certificate is refused.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args(["approval", "list", "--gateway", &setup.harness.base(), "--user", APPROVER])
+        .env("VCGUARD_PASSWORD", "wrong")
+        .arg("--ca")
+        .arg(&ca)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("refused the user name or password"), "{err}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcguard"))
+        .args(["approval", "list", "--gateway", &setup.harness.base(), "--user", APPROVER])
+        .env("VCGUARD_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .expect("run");
+    assert!(!output.status.success(), "the system roots do not trust the test certificate");
+    assert_nothing_under_vcguard_reached_vcenter(&setup);
+}
