@@ -4,55 +4,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::SystemTime;
 
-use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, Options, shipped_policies};
+use common::console::{
+    ADMIN_NAME, APPROVER, APPROVER_NAME, GROUP, VIEWER, console_options, file_pending,
+};
+use common::{ADMIN_PASSWORD, ADMIN_USER, Harness};
 use serde_json::{Value, json};
-use vcguard::state::{ApprovalKey, NewApproval};
-
-const APPROVER: &str = "approver@vsphere.local";
-const APPROVER_NAME: &str = "VSPHERE.LOCAL\\approver";
-const VIEWER: &str = "viewer@vsphere.local";
-const ADMIN_NAME: &str = "VSPHERE.LOCAL\\Administrator";
-const GROUP: &str = "change-approvers";
-
-/// The shipped policies with `VSPHERE.LOCAL\approver` in `change-approvers` (added to
-/// `entities.json` unless the shipped one already has it).
-pub fn policies_with_approvers(dir: &Path) {
-    let src = shipped_policies();
-    copy_dir(&src, dir);
-    let path = dir.join("entities.json");
-    let mut entities: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("entities")).expect("json");
-    let has = |entities: &[Value], ty: &str, id: &str| {
-        entities
-            .iter()
-            .any(|e| e["uid"]["type"] == format!("VSphere::{ty}") && e["uid"]["id"] == id)
-    };
-    if !has(&entities, "Group", GROUP) {
-        entities.push(json!({"uid": {"type": "VSphere::Group", "id": GROUP}, "attrs": {}, "parents": []}));
-    }
-    if !has(&entities, "User", APPROVER_NAME) {
-        entities.push(json!({
-            "uid": {"type": "VSphere::User", "id": APPROVER_NAME}, "attrs": {},
-            "parents": [{"type": "VSphere::Group", "id": GROUP}]
-        }));
-    }
-    std::fs::write(&path, serde_json::to_vec_pretty(&entities).expect("encode")).expect("write");
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("mkdir");
-    for entry in std::fs::read_dir(src).expect("read dir") {
-        let entry = entry.expect("entry");
-        let to = dst.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), to).expect("copy");
-        }
-    }
-}
 
 struct Setup {
     harness: Harness,
@@ -62,18 +19,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let policies = tempfile::tempdir().expect("policy dir");
-    policies_with_approvers(policies.path());
-    let mut options = Options {
-        policies: policies.path().to_path_buf(),
-        ..Options::default()
-    };
-    for user in [APPROVER, VIEWER] {
-        options
-            .sim
-            .users
-            .push((user.to_owned(), ADMIN_PASSWORD.to_owned()));
-    }
-    let harness = Harness::start_with(options).await;
+    let harness = Harness::start_with(console_options(policies.path())).await;
     let client = harness.client();
     Setup {
         harness,
@@ -127,28 +73,7 @@ async fn api(
 
 /// Files a pending approval request of `requester` directly in the gateway's store.
 async fn pending(setup: &Setup, requester: &str) -> String {
-    let approval = setup
-        .harness
-        .control
-        .request_approval(
-            NewApproval {
-                key: ApprovalKey {
-                    requester: requester.to_owned(),
-                    action: "ChangeLockdownMode".into(),
-                    target: "HostAccessManager:ham-21".into(),
-                    body_hash: uuid::Uuid::new_v4().simple().to_string(),
-                },
-                group: GROUP.into(),
-                policy: "lockdown-disable-needs-approval".into(),
-                reason: Some("disabling lockdown needs a second person".into()),
-                summary: "ChangeLockdownMode lockdownDisabled on ham-21".into(),
-            },
-            "test-request",
-            SystemTime::now(),
-        )
-        .await
-        .expect("approval request filed");
-    approval.id
+    file_pending(&setup.harness, requester).await
 }
 
 fn assert_nothing_under_vcguard_reached_vcenter(setup: &Setup) {
@@ -168,7 +93,10 @@ async fn the_api_needs_a_vcenter_session_and_never_reaches_vcenter() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "unauthenticated", "{body}");
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("log in"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("log in"),
         "{body}"
     );
     let (status, body) = api(
@@ -197,7 +125,12 @@ async fn the_api_needs_a_vcenter_session_and_never_reaches_vcenter() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("unknown state"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown state")
+    );
 
     // Other paths under /vcguard/ are answered too, never forwarded.
     let response = setup
@@ -263,7 +196,10 @@ async fn approvals_are_listed_approved_and_denied_with_the_two_person_rule() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "not_member", "{body}");
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("not a member of change-approvers"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a member of change-approvers"),
         "{body}"
     );
 
@@ -288,7 +224,11 @@ async fn approvals_are_listed_approved_and_denied_with_the_two_person_rule() {
         None,
     )
     .await;
-    assert_eq!((status, body["state"].as_str()), (200, Some("approved")), "{body}");
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
 
     // Deciding again is refused.
     let (status, body) = api(
@@ -382,11 +322,29 @@ async fn tickets_are_claimed_listed_and_released() {
     assert_eq!(body["ticket_context"]["verified"], true, "{body}");
     assert_eq!(body["user"], ADMIN_NAME);
 
-    let (status, body) = api(&setup, reqwest::Method::GET, "ticket-claims", Some(&admin), None).await;
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "ticket-claims",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["claims"][0]["id"], id.as_str(), "{body}");
-    let (_, body) = api(&setup, reqwest::Method::GET, "ticket-claims", Some(&viewer), None).await;
-    assert_eq!(body["claims"], json!([]), "another user's claims are not listed: {body}");
+    let (_, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "ticket-claims",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["claims"],
+        json!([]),
+        "another user's claims are not listed: {body}"
+    );
 
     let (status, body) = api(
         &setup,
@@ -409,7 +367,14 @@ async fn tickets_are_claimed_listed_and_released() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["released_at"].is_string(), "{body}");
-    let (_, body) = api(&setup, reqwest::Method::GET, "ticket-claims", Some(&admin), None).await;
+    let (_, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        "ticket-claims",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(body["claims"], json!([]), "{body}");
     assert_nothing_under_vcguard_reached_vcenter(&setup);
 }
@@ -441,21 +406,30 @@ async fn the_cli_approves_and_claims_through_the_api() {
     std::fs::write(&ca, &setup.harness.gateway_cert.cert_pem).expect("ca");
     let id = pending(&setup, ADMIN_NAME).await;
 
-    let (ok, out, err) = tokio::task::block_in_place(|| {
-        cli(&setup, &ca, APPROVER, &["approval", "list"])
-    });
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| cli(&setup, &ca, APPROVER, &["approval", "list"]));
     assert!(ok, "approval list: {err}");
     assert!(out.starts_with("ID "), "a table: {out}");
     assert!(out.contains(&id), "{out}");
 
     let (ok, _, err) = tokio::task::block_in_place(|| {
-        cli(&setup, &ca, ADMIN_USER, &["approval", "approve", &id, "--comment", "self"])
+        cli(
+            &setup,
+            &ca,
+            ADMIN_USER,
+            &["approval", "approve", &id, "--comment", "self"],
+        )
     });
     assert!(!ok, "self-approval must fail");
     assert!(err.contains("cannot decide it"), "{err}");
 
     let (ok, out, err) = tokio::task::block_in_place(|| {
-        cli(&setup, &ca, APPROVER, &["approval", "approve", &id, "--comment", "go ahead"])
+        cli(
+            &setup,
+            &ca,
+            APPROVER,
+            &["approval", "approve", &id, "--comment", "go ahead"],
+        )
     });
     assert!(ok, "approve: {err}");
     assert!(out.starts_with(&format!("approved {id}")), "{out}");
@@ -473,7 +447,17 @@ async fn the_cli_approves_and_claims_through_the_api() {
             &setup,
             &ca,
             ADMIN_USER,
-            &["ticket", "claim", "CHG0012345", "--host", "host-21", "--action", "EnterMaintenanceMode_Task", "--ttl", "2h"],
+            &[
+                "ticket",
+                "claim",
+                "CHG0012345",
+                "--host",
+                "host-21",
+                "--action",
+                "EnterMaintenanceMode_Task",
+                "--ttl",
+                "2h",
+            ],
         )
     });
     assert!(ok, "claim: {err}");
@@ -498,7 +482,14 @@ async fn the_cli_approves_and_claims_through_the_api() {
 
     // A wrong password fails plainly, and an untrusted gateway certificate is refused.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcguard"))
-        .args(["approval", "list", "--gateway", &setup.harness.base(), "--user", APPROVER])
+        .args([
+            "approval",
+            "list",
+            "--gateway",
+            &setup.harness.base(),
+            "--user",
+            APPROVER,
+        ])
         .env("VCGUARD_PASSWORD", "wrong")
         .arg("--ca")
         .arg(&ca)
@@ -508,10 +499,20 @@ async fn the_cli_approves_and_claims_through_the_api() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("refused the user name or password"), "{err}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcguard"))
-        .args(["approval", "list", "--gateway", &setup.harness.base(), "--user", APPROVER])
+        .args([
+            "approval",
+            "list",
+            "--gateway",
+            &setup.harness.base(),
+            "--user",
+            APPROVER,
+        ])
         .env("VCGUARD_PASSWORD", ADMIN_PASSWORD)
         .output()
         .expect("run");
-    assert!(!output.status.success(), "the system roots do not trust the test certificate");
+    assert!(
+        !output.status.success(),
+        "the system roots do not trust the test certificate"
+    );
     assert_nothing_under_vcguard_reached_vcenter(&setup);
 }

@@ -99,7 +99,10 @@ impl GatewayClient {
             .map_err(|err| ClientError::Usage(format!("bad URL path {path:?}: {err}")))
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
         let unreachable = |cause: String| ClientError::Unreachable {
             gateway: self.base.to_string(),
             cause,
@@ -145,7 +148,9 @@ impl GatewayClient {
                         .get("_typeName")
                         .and_then(Value::as_str)
                         .map(|t| match t {
-                            "InvalidLogin" => "vCenter refused the user name or password".to_owned(),
+                            "InvalidLogin" => {
+                                "vCenter refused the user name or password".to_owned()
+                            }
                             other => format!("{other}: {}", fault_text(&fault)),
                         })
                 })

@@ -150,9 +150,7 @@ async fn call(
 
 /// An id as one path segment: letters, digits and `-` only.
 fn segment(id: &str) -> Result<&str, ClientError> {
-    if !id.is_empty()
-        && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    if !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     {
         Ok(id)
     } else {

@@ -125,7 +125,15 @@ pub(super) fn render(command: &ClientCommand, value: &Value) -> String {
             }
             let rows: Vec<Vec<String>> = items.iter().map(approval_row).collect();
             table(
-                &["ID", "STATE", "REQUESTER", "CALL", "GROUP", "REQUESTED", "DECIDED BY"],
+                &[
+                    "ID",
+                    "STATE",
+                    "REQUESTER",
+                    "CALL",
+                    "GROUP",
+                    "REQUESTED",
+                    "DECIDED BY",
+                ],
                 &rows,
             )
         }

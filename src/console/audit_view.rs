@@ -73,7 +73,10 @@ impl AuditForm {
             host: text(&self.host),
             decision: match self.decision.as_str() {
                 "" => None,
-                d => Some(d.parse().map_err(|e: crate::audit::UnknownDecision| e.to_string())?),
+                d => Some(
+                    d.parse()
+                        .map_err(|e: crate::audit::UnknownDecision| e.to_string())?,
+                ),
             },
             ticket: None,
         })

@@ -17,12 +17,12 @@ use std::time::SystemTime;
 
 use http::{Request, Response};
 
+use crate::approval::ChangeControl;
 use crate::body::ProxyBody;
 use crate::gate::facts::Facts;
 use crate::gate::forward::Forward;
 use crate::gateway::TicketSettings;
 use crate::identity::SessionCache;
-use crate::approval::ChangeControl;
 use crate::state::{Approval, ApprovalFilter, Claim, StateError};
 
 pub use reply::ApiError;

@@ -81,7 +81,8 @@ impl std::fmt::Display for ApiError {
 /// A JSON answer.
 pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<ProxyBody> {
     let body = serde_json::to_vec(value).unwrap_or_else(|err| {
-        format!(r#"{{"error":"internal","message":"cannot encode the answer: {err}"}}"#).into_bytes()
+        format!(r#"{{"error":"internal","message":"cannot encode the answer: {err}"}}"#)
+            .into_bytes()
     });
     respond(status, "application/json", Bytes::from(body))
 }
@@ -93,12 +94,20 @@ pub(crate) fn html(status: StatusCode, page: String) -> Response<ProxyBody> {
 
 /// A static asset.
 pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response<ProxyBody> {
-    respond(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()))
+    respond(
+        StatusCode::OK,
+        content_type,
+        Bytes::from_static(body.as_bytes()),
+    )
 }
 
 /// `303 See Other` to `location` (a path on the gateway).
 pub(crate) fn see_other(location: &str) -> Response<ProxyBody> {
-    let mut response = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", Bytes::new());
+    let mut response = respond(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+    );
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -130,16 +139,18 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
 
 /// Reads a request body of at most [`BODY_CAP`] bytes.
 pub(crate) async fn read_body(body: ProxyBody) -> Result<Bytes, ApiError> {
-    collect_capped(body, BODY_CAP).await.map_err(|err| match err {
-        CollectError::TooLarge { cap } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the request body may be at most {cap} bytes"),
-        ),
-        CollectError::Read(err) => {
-            ApiError::bad_request(format!("the request body could not be read: {err}"))
-        }
-    })
+    collect_capped(body, BODY_CAP)
+        .await
+        .map_err(|err| match err {
+            CollectError::TooLarge { cap } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the request body may be at most {cap} bytes"),
+            ),
+            CollectError::Read(err) => {
+                ApiError::bad_request(format!("the request body could not be read: {err}"))
+            }
+        })
 }
 
 /// The pairs of an `application/x-www-form-urlencoded` body or query string.
@@ -160,8 +171,7 @@ pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 /// Compares two secrets in time independent of where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

@@ -83,12 +83,24 @@ pub(crate) fn session_cookie_name() -> &'static str {
     SOAP_COOKIE
 }
 
-/// Whether a state-changing request comes from the console's own pages: an `Origin` header,
-/// when sent, must name the host the request was sent to (`https://` + `authority`).
+/// Whether a state-changing request comes from the console's own pages. A browser's
+/// `Sec-Fetch-Site` must be `same-origin` when sent; an `Origin` header must name the host the
+/// request was sent to (`https://` + `authority`), except `null`, which browsers send for the
+/// console's own forms under `Referrer-Policy: no-referrer` and which then needs
+/// `Sec-Fetch-Site: same-origin`. The CSRF token is checked on top of this.
 pub(crate) fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if fetch_site.is_some_and(|site| site != "same-origin") {
+        return false;
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    if origin.as_bytes() == b"null" {
+        return fetch_site == Some("same-origin");
+    }
     let Some(host) = authority.filter(|h| !h.is_empty()) else {
         return false;
     };
@@ -135,13 +147,15 @@ pub(crate) async fn login(
         )
     })?;
     let (parts, body) = response.into_parts();
-    let body = collect_capped(body, LOGIN_ANSWER_CAP).await.map_err(|err| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream",
-            format!("vCenter's login answer could not be read: {err}"),
-        )
-    })?;
+    let body = collect_capped(body, LOGIN_ANSWER_CAP)
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream",
+                format!("vCenter's login answer could not be read: {err}"),
+            )
+        })?;
     if parts.status != StatusCode::OK {
         let invalid = body.windows(12).any(|w| w == b"InvalidLogin");
         return Err(if invalid {
@@ -230,6 +244,13 @@ mod tests {
         headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil"));
         assert!(!same_origin(&headers, host));
         headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&headers, host), "null without Sec-Fetch-Site");
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(
+            same_origin(&headers, host),
+            "null from the console's own form"
+        );
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&headers, host));
     }
 

@@ -290,7 +290,10 @@ fn approval_card(session: &Session, approval: &Approval, out: &mut String) {
         ),
     );
     fact("Approver group", esc(&approval.group));
-    fact("Policy", format!("<span class=\"mono\">{}</span>", esc(&approval.policy)));
+    fact(
+        "Policy",
+        format!("<span class=\"mono\">{}</span>", esc(&approval.policy)),
+    );
     if let Some(reason) = &approval.reason {
         fact("Reason", esc(reason));
     }
@@ -409,7 +412,10 @@ async fn decide_post(
                 Verdict::Approve => "approved",
                 Verdict::Deny => "denied",
             };
-            see_other(&format!("/vcguard/ui/approvals?done={done}&id={}", approval.id))
+            see_other(&format!(
+                "/vcguard/ui/approvals?done={done}&id={}",
+                approval.id
+            ))
         }
         Err(err) => {
             approvals_page(inner, session, Some(Notice::Error(err.message)), err.status).await
@@ -437,10 +443,7 @@ async fn claims_page(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Response<ProxyBody> {
-    let claims = match inner
-        .claims_of(&session.who.user, SystemTime::now())
-        .await
-    {
+    let claims = match inner.claims_of(&session.who.user, SystemTime::now()).await {
         Ok(claims) => claims,
         Err(err) => {
             let error = ApiError::state_unavailable(err);
@@ -472,7 +475,13 @@ async fn claims_page(
     body.push_str(&claim_form(session));
     html(
         status,
-        frame(session, "Ticket claims", Nav::Claims, notice.as_ref(), &body),
+        frame(
+            session,
+            "Ticket claims",
+            Nav::Claims,
+            notice.as_ref(),
+            &body,
+        ),
     )
 }
 
@@ -549,7 +558,11 @@ fn text_of<'a>(record: &'a Value, key: &str) -> &'a str {
 
 fn audit_filters(form: &AuditForm) -> String {
     let decision_option = |value: &str, label: &str| {
-        let selected = if form.decision == value { " selected" } else { "" };
+        let selected = if form.decision == value {
+            " selected"
+        } else {
+            ""
+        };
         format!("<option value=\"{value}\"{selected}>{label}</option>")
     };
     format!(
@@ -594,7 +607,11 @@ fn audit_row(record: &Value, out: &mut String) {
             record
                 .get("hosts")
                 .and_then(Value::as_array)
-                .map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .map(|h| h
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
                 .unwrap_or_default()
         ),
         ("", _) => text_of(record, "summary").to_owned(),
