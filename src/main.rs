@@ -600,7 +600,9 @@ fn ticket(command: TicketCommand) -> Result<(), String> {
 fn approval_command(command: ApprovalCommand) -> (vcguard::client::ClientCommand, GatewayArgs) {
     use vcguard::client::ClientCommand;
     match command {
-        ApprovalCommand::List { state, gateway } => (ClientCommand::ApprovalList { state }, gateway),
+        ApprovalCommand::List { state, gateway } => {
+            (ClientCommand::ApprovalList { state }, gateway)
+        }
         ApprovalCommand::Show { id, gateway } => (ClientCommand::ApprovalShow { id }, gateway),
         ApprovalCommand::Approve {
             id,
