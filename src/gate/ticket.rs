@@ -9,6 +9,7 @@ use http::{HeaderName, Request};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::approval::ChangeControl;
 use crate::body::ProxyBody;
 use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, Next, Step, StepResult};
@@ -36,9 +37,17 @@ pub struct Ticket {
     verifier: Arc<TicketVerifier>,
     header: HeaderName,
     change_system: Option<Arc<ChangeSystem>>,
+    claims: Option<ChangeControl>,
 }
 
 impl Ticket {
+    /// Also gives guarded calls without a ticket header the ticket of the caller's covering
+    /// claim, looked up in `control`'s store.
+    pub fn with_claims(mut self, control: ChangeControl) -> Self {
+        self.claims = Some(control);
+        self
+    }
+
     /// Tickets read from `header` and checked by `verifier` (and, when configured, in the
     /// change system); which host an object belongs to comes from the entities of the request's
     /// policy snapshot.
@@ -51,6 +60,7 @@ impl Ticket {
             verifier,
             header,
             change_system,
+            claims: None,
         }
     }
 

@@ -133,6 +133,21 @@ impl PolicySet {
         hosts
     }
 
+    /// The groups `entities.json` makes the user `name` a member of (directly or through
+    /// other groups), sorted.
+    pub fn groups_of_user(&self, name: &str) -> Vec<String> {
+        let user = entity(&self.types.user, name);
+        let Some(ancestors) = self.entities.ancestors(&user) else {
+            return Vec::new();
+        };
+        let mut groups: Vec<String> = ancestors
+            .filter(|a| a.type_name().basename() == "Group")
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        groups.sort();
+        groups
+    }
+
     /// Decides on one call. Never panics; any validation or evaluation error denies.
     ///
     /// Only the policies whose action scope can match the request's method are evaluated
