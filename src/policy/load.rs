@@ -431,7 +431,9 @@ fn parse_policy_file<'a>(
             let problem = if policy.effect() == Effect::Permit {
                 Some("an @approval policy must be a forbid (its match is what an approval lifts)")
             } else if parsed.monitor {
-                Some("an @approval policy cannot be @mode(\"monitor\") (a monitor forbid never blocks)")
+                Some(
+                    "an @approval policy cannot be @mode(\"monitor\") (a monitor forbid never blocks)",
+                )
             } else if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c == '"') {
                 Some("@approval names the approver group, e.g. @approval(\"change-approvers\")")
             } else {
