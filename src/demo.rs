@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::audit::AuditConfig;
 use crate::config::{IdentitySection, UpstreamTrust};
 use crate::gate::forward::UpstreamOptions;
-use crate::gateway::{Gateway, GatewayParts, StartError, TicketSettings, load_policies};
+use crate::gateway::{
+    Gateway, GatewayParts, StartError, StateSettings, TicketSettings, load_policies,
+};
 use crate::server::ConnectionLimits;
 use crate::sim::SimConfig;
 use crate::sim::server::{SimStartError, start};
@@ -205,6 +207,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         identity_token: None,
         tickets: TicketSettings::from_config(&tickets.config)?,
         audit: AuditConfig::new(&audit_path, audit_key(), "vcguard-demo"),
+        state: StateSettings::sqlite(demo_dir.path().join("state.db")),
     })
     .await?;
     print_banner(&Banner {

@@ -27,6 +27,8 @@ pub struct Facts {
     caller: OnceLock<Caller>,
     ticket: OnceLock<TicketFacts>,
     decision: OnceLock<Arc<Decision>>,
+    approval_need: OnceLock<Arc<Decision>>,
+    approval: OnceLock<String>,
     wait: OnceLock<WaitBound>,
 }
 
@@ -42,6 +44,8 @@ impl Facts {
             caller: OnceLock::new(),
             ticket: OnceLock::new(),
             decision: OnceLock::new(),
+            approval_need: OnceLock::new(),
+            approval: OnceLock::new(),
             wait: OnceLock::new(),
         }
     }
@@ -74,6 +78,26 @@ impl Facts {
     /// The policy decision on a guarded call, once decided.
     pub fn decision(&self) -> Option<&Arc<Decision>> {
         self.decision.get()
+    }
+
+    /// A denial only an approval can lift, handed from decide to approve (which sets the decision).
+    pub fn approval_need(&self) -> Option<&Arc<Decision>> {
+        self.approval_need.get()
+    }
+
+    /// Records a denial an approval can lift (decide).
+    pub fn set_approval_need(&self, decision: Arc<Decision>) {
+        let _ = self.approval_need.set(decision);
+    }
+
+    /// The approval request this call filed, or the approval it used (`apr-…`).
+    pub fn approval(&self) -> Option<&str> {
+        self.approval.get().map(String::as_str)
+    }
+
+    /// Records the approval request filed or the approval used (approve).
+    pub fn set_approval(&self, id: String) {
+        let _ = self.approval.set(id);
     }
 
     /// How long vCenter may take to answer by design (long polls); ordinary calls: not waiting.

@@ -2,6 +2,7 @@
 //! tower-http's generic middleware, the rescue, then one step per concern on the one step
 //! contract ([`step`]), and forwarding last.
 
+pub mod approve;
 pub mod audit;
 pub mod classify;
 pub mod decide;
@@ -30,6 +31,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::body::{ProxyBody, boxed};
+use crate::gate::approve::Approve;
 use crate::gate::audit::{Audit, WriteAhead};
 use crate::gate::classify::Classify;
 use crate::gate::decide::Decide;
@@ -62,6 +64,8 @@ pub struct Steps {
     pub ticket: Ticket,
     /// Do the policies allow it?
     pub decide: Decide,
+    /// Does an approval let it through, or does it file an approval request?
+    pub approve: Approve,
     /// Make an allowed guarded call's decision durable before forwarding.
     pub write_ahead: WriteAhead,
     /// Send it to vCenter.
@@ -99,6 +103,7 @@ pub fn stack(steps: Steps, ticket_header: &http::HeaderName) -> GatewayService {
         .layer(StepLayer::new(steps.own_api))
         .layer(StepLayer::new(steps.ticket))
         .layer(StepLayer::new(steps.decide))
+        .layer(StepLayer::new(steps.approve))
         .layer(StepLayer::new(steps.write_ahead))
         .service(steps.forward);
     BoxCloneService::new(service)

@@ -1025,6 +1025,7 @@ fn denial_text_variants() {
     };
     let mut d = Decision {
         allowed: false,
+        approval: None,
         action: "ChangeLockdownMode".to_string(),
         determining: vec![hit("a", Some("reason a")), hit("b", None)],
         monitor_hits: vec![],
