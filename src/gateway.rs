@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::admin::{AdminService, Readiness};
 use crate::approval::ChangeControl;
 use crate::audit::{AuditConfig, AuditError, AuditLog, AuditTask};
+use crate::console::Console;
 use crate::config::{IdentitySection, Settings, UpstreamTrust};
 use crate::gate::approve::Approve;
 use crate::gate::audit::{Audit, WriteAhead};
@@ -19,6 +20,7 @@ use crate::gate::classify::{Classify, ClassifyLimits};
 use crate::gate::decide::Decide;
 use crate::gate::forward::{Forward, UpstreamOptions};
 use crate::gate::identify::Identify;
+use crate::gate::own_api::OwnApi;
 use crate::gate::rescue::RescueLayer;
 use crate::gate::ticket::Ticket;
 use crate::gate::{GatewayService, Steps, stack};
@@ -252,6 +254,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both listeners and builds the request stack.
     pub async fn bind(parts: GatewayParts) -> Result<Self, StartError> {
+        let audit_file = parts.audit.path.clone();
         let (audit, audit_task) = AuditLog::open(parts.audit).await?;
         let change_control = ChangeControl::new(
             parts.state.config.clone(),
@@ -290,12 +293,20 @@ impl Gateway {
             Duration::from_secs(identity.unknown_session_ttl_secs),
             identity.max_sessions,
         ));
+        let console = Console::new(
+            change_control.clone(),
+            forward.clone(),
+            sessions.clone(),
+            parts.tickets.clone(),
+            audit_file,
+        );
         let service = stack(
             Steps {
                 rescue: RescueLayer::new(parts.policies.clone(), metrics.clone()),
                 audit: Audit::new(audit.clone()),
                 classify: Classify::new(parts.classify),
                 identify: Identify::new(sessions, forward.clone(), parts.identity_token),
+                own_api: OwnApi::new(console),
                 ticket: Ticket::new(
                     parts.tickets.verifier,
                     parts.tickets.header.clone(),

@@ -1,6 +1,7 @@
 //! Shared end-to-end harness: a simulator and a gateway on loopback port 0, real TLS both ways.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod console;
 pub mod servicenow;
 pub mod vcsim;
 
