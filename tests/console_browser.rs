@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::console::{ADMIN_NAME, APPROVER, APPROVER_NAME, console_options, file_pending};
+use common::console::{
+    APPROVER, APPROVER_NAME, console_options, lockdown, refused_lockdown_request,
+};
 use common::{ADMIN_PASSWORD, Harness};
 use fantoccini::{ClientBuilder, Locator};
 
@@ -102,7 +104,10 @@ async fn the_approver_approves_in_the_console_and_sees_it_in_the_audit_view() {
     };
     let policies = tempfile::tempdir().expect("policies");
     let harness = Harness::start_with(console_options(policies.path())).await;
-    let id = file_pending(&harness, ADMIN_NAME).await;
+    // The administrator's call is refused with a pending approval request.
+    let api_client = harness.client();
+    let admin = harness.login(&api_client).await;
+    let id = refused_lockdown_request(&harness, &api_client, &admin).await;
     let shots = tempfile::Builder::new()
         .prefix("vcguard-console-screenshots-")
         .tempdir()
@@ -251,6 +256,18 @@ async fn the_approver_approves_in_the_console_and_sees_it_in_the_audit_view() {
         "the approval is in the audit view:\n{records}"
     );
     screenshot(&client, &shots, "4-audit").await;
+
+    // The administrator's retry now passes, once.
+    let (status, text) =
+        lockdown(&harness, &api_client, &admin, "ham-21", "lockdownDisabled").await;
+    assert!(
+        (200..300).contains(&status),
+        "the approved call passes: {status} {text}"
+    );
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
+        Some("lockdownDisabled")
+    );
 
     // A form posted without the CSRF token is refused; logging out ends the session.
     client

@@ -103,3 +103,54 @@ pub async fn file_pending(harness: &Harness, requester: &str) -> String {
         .expect("approval request filed");
     approval.id
 }
+
+/// `ChangeLockdownMode` to `mode` on `ham` over VI/JSON with session `token`: the status and
+/// the fault text (or the body).
+pub async fn lockdown(
+    harness: &Harness,
+    client: &reqwest::Client,
+    token: &str,
+    ham: &str,
+    mode: &str,
+) -> (u16, String) {
+    let response = client
+        .post(format!(
+            "{}/HostAccessManager/{ham}/ChangeLockdownMode",
+            harness.vim()
+        ))
+        .header("vmware-api-session-id", token)
+        .json(&json!({"_typeName": "ChangeLockdownModeRequestType", "mode": mode}))
+        .send()
+        .await
+        .expect("lockdown call");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    let text = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["faultstring"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    (status, text)
+}
+
+/// The approval request id (`apr-…`) a refusal names.
+pub fn approval_id(text: &str) -> Option<String> {
+    let start = text.find("apr-")?;
+    Some(
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect(),
+    )
+}
+
+/// The administrator disables lockdown on `ham-21` and is refused with a pending approval
+/// request (policy `lockdown-disable-needs-approval`); returns its id.
+pub async fn refused_lockdown_request(
+    harness: &Harness,
+    client: &reqwest::Client,
+    token: &str,
+) -> String {
+    let (status, text) = lockdown(harness, client, token, "ham-21", "lockdownDisabled").await;
+    assert_eq!(status, 500, "disabling lockdown needs an approval: {text}");
+    approval_id(&text).unwrap_or_else(|| panic!("the refusal names the approval request: {text}"))
+}
