@@ -516,3 +516,179 @@ async fn the_cli_approves_and_claims_through_the_api() {
     );
     assert_nothing_under_vcguard_reached_vcenter(&setup);
 }
+
+/// An `application/x-www-form-urlencoded` body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+/// A client that does not follow redirects (the console answers POSTs with 303).
+fn no_redirects(setup: &Setup) -> reqwest::Client {
+    setup
+        .harness
+        .client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn the_console_says_why_no_button_is_offered_and_refuses_forged_forms() {
+    let setup = setup().await;
+    let client = no_redirects(&setup);
+    let base = setup.harness.base();
+    let admin = login(&setup, ADMIN_USER).await;
+    let viewer = login(&setup, VIEWER).await;
+    let id = pending(&setup, ADMIN_NAME).await;
+    let page = |token: String| {
+        let client = client.clone();
+        let url = format!("{base}/vcguard/ui/approvals");
+        async move {
+            let response = client
+                .get(url)
+                .header("cookie", format!("vmware_soap_session={token}"))
+                .send()
+                .await
+                .expect("page");
+            let headers = response.headers().clone();
+            (
+                response.status().as_u16(),
+                headers,
+                response.text().await.expect("html"),
+            )
+        }
+    };
+
+    // Without a session: to the login page.
+    let response = client
+        .get(format!("{base}/vcguard/ui/approvals"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/vcguard/ui/login");
+
+    let (status, headers, html) = page(admin.clone()).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(html.contains(&id), "{html}");
+    assert!(
+        html.contains("Your own request: another member of change-approvers"),
+        "{html}"
+    );
+    assert!(!html.contains(&admin), "the session is never in a page");
+    assert!(
+        !html.contains("<style") && !html.contains("<script>"),
+        "no inline code"
+    );
+
+    let (_, _, html) = page(viewer.clone()).await;
+    assert!(
+        html.contains("You are not a member of change-approvers"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("value=\"approve\""),
+        "no approve button offered: {html}"
+    );
+
+    // A POST without the CSRF token, or from another origin, is refused.
+    let decide = format!("{base}/vcguard/ui/approvals/{id}/decide");
+    let approver = login(&setup, APPROVER).await;
+    let response = client
+        .post(&decide)
+        .header("cookie", format!("vmware_soap_session={approver}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("verdict", "approve"), ("comment", "no token")]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.expect("html").contains("CSRF"));
+    let (_, _, html) = page(approver.clone()).await;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_owned();
+    let response = client
+        .post(&decide)
+        .header("cookie", format!("vmware_soap_session={approver}"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("verdict", "approve"),
+            ("comment", "x"),
+            ("csrf", &csrf),
+        ]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 403, "another origin is refused");
+    let response = client
+        .post(&decide)
+        .header("cookie", format!("vmware_soap_session={viewer}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("verdict", "approve"),
+            ("comment", "x"),
+            ("csrf", &csrf),
+        ]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        response.status(),
+        403,
+        "the token belongs to another session"
+    );
+
+    // With the right token and session it is approved.
+    let response = client
+        .post(&decide)
+        .header("cookie", format!("vmware_soap_session={approver}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("verdict", "approve"),
+            ("comment", "fine"),
+            ("csrf", &csrf),
+        ]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 303);
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        &format!("approvals/{id}"),
+        Some(&approver),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+
+    // The assets are the gateway's own.
+    let css = client
+        .get(format!("{base}/vcguard/ui/static/app.css"))
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_nothing_under_vcguard_reached_vcenter(&setup);
+}
