@@ -1074,6 +1074,46 @@ mod tests {
     }
 
     #[test]
+    fn state_and_approval_sections_are_checked() {
+        let cfg = config("[audit]\nfile = \"/var/log/vcguard/audit.jsonl\"\n").expect("parses");
+        let state = cfg.state.to_config(&cfg.audit.file).expect("default state");
+        assert_eq!(
+            state.location,
+            StateLocation::Sqlite(PathBuf::from("/var/log/vcguard/vcguard-state.db"))
+        );
+        let cfg =
+            config("[state]\npath = \"/x/s.db\"\nurl = \"postgres://u:pw@db:5432/vcguard\"\n")
+                .expect("parses");
+        let state = cfg.state.to_config(&cfg.audit.file).expect("url wins");
+        assert_eq!(
+            state.location,
+            StateLocation::Postgres("postgres://u:pw@db:5432/vcguard".into())
+        );
+        let cfg = config("[state]\nurl = \"mysql://u:pw@db/x\"\n").expect("parses");
+        let err = cfg
+            .state
+            .to_config(&cfg.audit.file)
+            .expect_err("not postgres");
+        assert!(err.to_string().contains("state.url"), "{err}");
+        assert!(
+            !err.to_string().contains("pw"),
+            "no password in errors: {err}"
+        );
+        let cfg = config("[approval]\nuses = 0\n").expect("parses");
+        let err = cfg.approval.to_settings().expect_err("uses 0");
+        assert!(err.to_string().contains("approval.uses"), "{err}");
+        let settings = config("")
+            .expect("parses")
+            .approval
+            .to_settings()
+            .expect("defaults");
+        assert_eq!(settings.window, Duration::from_secs(900));
+        assert_eq!(settings.uses, 1);
+        assert_eq!(settings.pending_ttl, Duration::from_secs(3600));
+        assert!(config("[approval]\nwindow = 5\n").is_err(), "unknown key");
+    }
+
+    #[test]
     fn flags_win_over_file() {
         let mut cfg = config("[server]\nlisten = \"127.0.0.1:1\"\n").expect("parses");
         cfg.apply(Overrides {

@@ -269,6 +269,19 @@ async fn json_disable_lockdown_needs_another_members_approval_and_passes_once() 
         r["kind"] == "decision" && r["approval"] == id.as_str() && r["decision"] == "deny"
     })
     .await;
+    let mut table = Vec::new();
+    vcguard::audit::query(
+        std::slice::from_ref(&harness.audit_path),
+        &vcguard::audit::QueryFilter::default(),
+        &mut table,
+        false,
+    )
+    .expect("query reads every record");
+    let table = String::from_utf8(table).expect("utf-8");
+    assert!(
+        table.contains(&format!("approved {id} ChangeLockdownMode")),
+        "{table}"
+    );
     let report = vcguard::audit::verify(std::slice::from_ref(&harness.audit_path));
     assert!(report.ok, "the chain holds: {:?}", report.failure);
 }
@@ -374,9 +387,10 @@ async fn pending_requests_and_unused_approvals_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut state = StateSettings::sqlite(dir.path().join("state.db"));
     state.approval = ApprovalSettings {
-        window: Duration::from_secs(1),
+        // Times are kept in whole seconds: 2 s leaves at least 1 s to act in.
+        window: Duration::from_secs(2),
         uses: 1,
-        pending_ttl: Duration::from_secs(1),
+        pending_ttl: Duration::from_secs(2),
     };
     state.expiry_check = Duration::from_millis(200);
     options.state = Some(state);
@@ -496,6 +510,20 @@ async fn a_claim_gives_a_headerless_soap_session_its_ticket_on_the_claimed_host_
         r["kind"] == "claim" && r["id"] == claim.id.as_str() && r["event"] == "released"
     })
     .await;
+    // `vcguard audit query` reads the new record kinds.
+    let mut table = Vec::new();
+    vcguard::audit::query(
+        std::slice::from_ref(&harness.audit_path),
+        &vcguard::audit::QueryFilter::default(),
+        &mut table,
+        false,
+    )
+    .expect("query reads every record");
+    let table = String::from_utf8(table).expect("utf-8");
+    assert!(
+        table.contains(&format!("released {} CHG0012345", claim.id)),
+        "{table}"
+    );
 
     // Expired: a claim whose time is over covers nothing.
     let now = SystemTime::now();

@@ -324,7 +324,7 @@ impl ChangeControl {
             event: event.to_owned(),
             id: claim.id.clone(),
             user: claim.user.clone(),
-            ticket: claim.ticket_id.clone(),
+            ticket_id: claim.ticket_id.clone(),
             ticket_kind: claim.ticket_kind.clone(),
             hosts: claim.hosts.clone(),
             actions: claim.actions.clone(),

@@ -253,7 +253,7 @@ pub struct ClaimRecord {
     /// The user working under the ticket.
     pub user: String,
     /// The ticket id (never a raw signed token).
-    pub ticket: String,
+    pub ticket_id: String,
     /// How the ticket was verified: `pattern` or `signed`.
     pub ticket_kind: String,
     /// Hosts covered.

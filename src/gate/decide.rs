@@ -79,7 +79,7 @@ fn decide(
     let policies = &facts.snapshot.policies;
     match policy_request(req, facts, protocol, call) {
         Ok(request) => policies.evaluate(&request),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -100,7 +100,7 @@ pub(crate) fn decide_approved(
             }
             policies.evaluate_approved(&request)
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -110,11 +110,15 @@ fn policy_request(
     facts: &Facts,
     protocol: Protocol,
     call: &GuardedCall,
-) -> Result<PolicyRequest, Decision> {
+) -> Result<PolicyRequest, Box<Decision>> {
     let policies = &facts.snapshot.policies;
     let caller = facts.caller();
     if let Some(problem) = caller.and_then(|c| c.token_problem.clone()) {
-        return Err(Decision::refused(&call.method, policies.hash(), problem));
+        return Err(Box::new(Decision::refused(
+            &call.method,
+            policies.hash(),
+            problem,
+        )));
     }
     let principal = match caller.and_then(|c| c.user.clone().map(|name| (name, c))) {
         Some((name, caller)) => Principal::User {

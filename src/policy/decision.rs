@@ -154,6 +154,13 @@ pub fn explain(set: &PolicySet, request: &PolicyRequest) -> String {
     } else {
         let _ = writeln!(out, "forbidden by:");
         write_hits(&mut out, &decision.determining);
+        if let Some(need) = &decision.approval {
+            let _ = writeln!(
+                out,
+                "needs approval: a member of {} (not the caller) can approve this call; it then passes",
+                need.group
+            );
+        }
     }
     let _ = writeln!(out, "monitor (would deny):");
     if decision.monitor_hits.is_empty() {

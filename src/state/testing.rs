@@ -4,7 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 
-/// Where the tests look for PostgreSQL (trust authentication, database `test`).
+/// Where the tests look for PostgreSQL (trust authentication, database `test`), unless
+/// `VCGUARD_TEST_POSTGRES` names another `host:port`.
 const SERVER: &str = "127.0.0.1:5432";
 /// Databases of earlier runs older than this many seconds are dropped.
 const LEFTOVER_SECS: u64 = 3600;
@@ -14,9 +15,10 @@ const LEFTOVER_SECS: u64 = 3600;
 /// when it panics.
 pub async fn fresh_postgres_database() -> Option<String> {
     let required = std::env::var("VCGUARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let server = std::env::var("VCGUARD_TEST_POSTGRES").unwrap_or_else(|_| SERVER.to_owned());
     let mut last_error = String::new();
     for user in ["postgres", "root"] {
-        let admin_url = format!("postgres://{user}@{SERVER}/test");
+        let admin_url = format!("postgres://{user}@{server}/test");
         let mut conn = match PgConnection::connect(&admin_url).await {
             Ok(conn) => conn,
             Err(err) => {
@@ -34,7 +36,7 @@ pub async fn fresh_postgres_database() -> Option<String> {
             .execute(format!("CREATE DATABASE {name}").as_str())
             .await
         {
-            Ok(_) => return Some(format!("postgres://{user}@{SERVER}/{name}")),
+            Ok(_) => return Some(format!("postgres://{user}@{server}/{name}")),
             Err(err) => last_error = format!("CREATE DATABASE as {user}: {err}"),
         }
     }
@@ -42,7 +44,7 @@ pub async fn fresh_postgres_database() -> Option<String> {
         panic!("VCGUARD_REQUIRE_POSTGRES=1 but PostgreSQL is not usable: {last_error}");
     }
     println!(
-        "SKIPPED: PostgreSQL not reachable at {SERVER} ({last_error}); set VCGUARD_REQUIRE_POSTGRES=1 to make this a failure"
+        "SKIPPED: PostgreSQL not reachable at {server} ({last_error}); set VCGUARD_REQUIRE_POSTGRES=1 to make this a failure"
     );
     None
 }
