@@ -249,7 +249,10 @@ fn a_policy_on_an_action_group_applies_to_its_methods_only() {
     let ids: Vec<&str> = legacy.determining.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["lockdown-disable-needs-approval", "no-lockdown-change-at-night"]
+        [
+            "lockdown-disable-needs-approval",
+            "no-lockdown-change-at-night"
+        ]
     );
     assert!(
         legacy.approval.is_none(),
