@@ -692,3 +692,72 @@ async fn the_console_says_why_no_button_is_offered_and_refuses_forged_forms() {
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
     assert_nothing_under_vcguard_reached_vcenter(&setup);
 }
+
+#[tokio::test]
+async fn a_refused_call_is_approved_over_the_api_and_the_retry_passes_once() {
+    use common::console::{lockdown, refused_lockdown_request};
+    let setup = setup().await;
+    let admin = login(&setup, ADMIN_USER).await;
+    let approver = login(&setup, APPROVER).await;
+
+    let started = std::time::Instant::now();
+    let id = refused_lockdown_request(&setup.harness, &setup.client, &admin).await;
+    let refused = started.elapsed();
+    let (status, body) = api(
+        &setup,
+        reqwest::Method::POST,
+        &format!("approvals/{id}/approve"),
+        Some(&approver),
+        Some(json!({"comment": "round trip"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let approved = started.elapsed();
+    let (status, text) = lockdown(
+        &setup.harness,
+        &setup.client,
+        &admin,
+        "ham-21",
+        "lockdownDisabled",
+    )
+    .await;
+    assert!(
+        (200..300).contains(&status),
+        "the retry passes: {status} {text}"
+    );
+    let passed = started.elapsed();
+    assert_eq!(
+        setup
+            .harness
+            .sim()
+            .simulator
+            .lockdown_mode("ham-21")
+            .as_deref(),
+        Some("lockdownDisabled")
+    );
+    // Measured, not asserted: the round trip of the approval flow over the API.
+    println!(
+        "approval round trip: refused with the request {:?}, approved over the API after {:?}, retry passed after {:?}",
+        refused, approved, passed
+    );
+
+    let (status, text) = lockdown(
+        &setup.harness,
+        &setup.client,
+        &admin,
+        "ham-21",
+        "lockdownDisabled",
+    )
+    .await;
+    assert_eq!(status, 500, "a second retry asks again: {text}");
+    let (_, body) = api(
+        &setup,
+        reqwest::Method::GET,
+        &format!("approvals/{id}"),
+        Some(&approver),
+        None,
+    )
+    .await;
+    assert_eq!(body["state"], "used", "{body}");
+    assert_nothing_under_vcguard_reached_vcenter(&setup);
+}
