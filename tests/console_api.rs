@@ -230,13 +230,27 @@ async fn approvals_are_listed_approved_and_denied_with_the_two_person_rule() {
         "{body}"
     );
 
+    // A POST that is not JSON (as a cross-site form would send it) is refused.
+    let response = setup
+        .client
+        .post(format!(
+            "{}/vcguard/api/v1/approvals/{first}/deny",
+            setup.harness.base()
+        ))
+        .header("vmware-api-session-id", &approver)
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 415);
+
     // Deciding again is refused.
     let (status, body) = api(
         &setup,
         reqwest::Method::POST,
         &format!("approvals/{first}/deny"),
         Some(&approver),
-        None,
+        Some(json!({})),
     )
     .await;
     assert_eq!(status, 409, "{body}");

@@ -104,7 +104,9 @@ async fn route(
     }
 }
 
-/// Reads a JSON body (an empty body is the type's default where it has one).
+/// Reads a JSON body (an empty body is the type's default). The content type must be
+/// `application/json` even for an empty body: a cross-site HTML form cannot send it, so a
+/// browser that holds a session cookie cannot be made to post to the API.
 async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<ProxyBody>) -> Result<T, ApiError> {
     let json_type = req
         .headers()
@@ -115,15 +117,16 @@ async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<ProxyBody>) -> Res
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
         });
-    let bytes = read_body(req.into_body()).await?;
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else if !json_type {
+    if !json_type {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as Content-Type: application/json",
         ));
+    }
+    let bytes = read_body(req.into_body()).await?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
     } else {
         &bytes
     };
