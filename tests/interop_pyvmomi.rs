@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, ADMIN_USER, Harness};
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, Options};
+use vcguard::sim::SimConfig;
 
 #[tokio::test]
 #[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
@@ -43,6 +46,61 @@ async fn pyvmomi_is_held_to_the_policies_through_the_gateway() {
     assert_eq!(
         harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
         Some("lockdownNormal")
+    );
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-21"),
+        Some(true)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
+async fn pyvmomi_wait_for_task_outlasts_the_response_timeout() {
+    let python = std::env::var("VCGUARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let response_timeout = Duration::from_secs(2);
+    let task_duration = Duration::from_secs(5);
+    let harness = Harness::start_with(Options {
+        response_timeout,
+        sim: SimConfig {
+            task_duration,
+            ..SimConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/pyvmomi_long_task.py"
+    );
+    let port = harness.gateway.port().to_string();
+    let output = tokio::process::Command::new(&python)
+        .args([
+            script,
+            "127.0.0.1",
+            &port,
+            ADMIN_USER,
+            ADMIN_PASSWORD,
+            "CHG0012345",
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("PASS waited"),
+        "WaitForTask through the gateway failed:\n{stdout}\n{stderr}"
+    );
+    let waited: f64 = stdout
+        .split("PASS waited ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .expect("seconds waited");
+    assert!(
+        waited >= response_timeout.as_secs_f64() * 2.0,
+        "the wait ({waited} s) must outlast the response timeout to prove anything"
     );
     assert_eq!(
         harness.sim().simulator.host_in_maintenance("host-21"),
@@ -152,5 +210,101 @@ async fn pyvmomi_sees_vcsim_the_same_through_the_gateway_except_refusals() {
             .count(),
         1,
         "only the ticketed maintenance call reached vcsim: {calls:?}"
+    );
+}
+
+/// Runs `tests/interop/pyvmomi_change_control.py MODE` against the harness; returns its output.
+async fn change_control_step(harness: &Harness, mode: &str) -> String {
+    let python = std::env::var("VCGUARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/pyvmomi_change_control.py"
+    );
+    let output = tokio::process::Command::new(&python)
+        .args([
+            script,
+            mode,
+            "127.0.0.1",
+            &harness.gateway.port().to_string(),
+            ADMIN_USER,
+            ADMIN_PASSWORD,
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains(&format!("PASS {mode}")),
+        "pyVmomi {mode} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+#[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
+async fn pyvmomi_without_custom_headers_uses_approvals_and_ticket_claims() {
+    use std::time::SystemTime;
+    use vcguard::approval::ChangeControl;
+    use vcguard::policy::PolicySet;
+    use vcguard::state::{Decider, NewClaim, Verdict};
+
+    let harness = Harness::start().await;
+    let requested = change_control_step(&harness, "request").await;
+    let id = requested
+        .lines()
+        .find_map(|l| l.strip_prefix("APPROVAL "))
+        .expect("an approval id")
+        .trim()
+        .to_owned();
+    let policies = PolicySet::load(&common::shipped_policies()).expect("policies");
+    let approver = "VSPHERE.LOCAL\\approver";
+    harness
+        .control
+        .decide_approval(
+            &id,
+            &Decider {
+                user: approver.into(),
+                groups: ChangeControl::groups_of(approver, &[], &policies),
+            },
+            Verdict::Approve,
+            "pyVmomi interop",
+            SystemTime::now(),
+        )
+        .await
+        .expect("approve");
+    change_control_step(&harness, "retry").await;
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
+        Some("lockdownDisabled")
+    );
+
+    let now = SystemTime::now();
+    harness
+        .control
+        .claim_ticket(
+            NewClaim {
+                user: "VSPHERE.LOCAL\\Administrator".into(),
+                ticket_id: "CHG0012345".into(),
+                ticket_kind: "pattern".into(),
+                ticket_context: serde_json::json!({"id": "CHG0012345", "kind": "pattern",
+                    "verified": true, "covers_target": true, "covers_action": true}),
+                hosts: vec!["host-21".into()],
+                actions: vec![],
+                until: now + Duration::from_secs(3600),
+            },
+            now,
+        )
+        .await
+        .expect("claim");
+    change_control_step(&harness, "claimed").await;
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-21"),
+        Some(true)
+    );
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-22"),
+        Some(false)
     );
 }
