@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::Service;
 
+use crate::approval::ChangeControl;
 use crate::audit::{AuditLog, Health};
 use crate::body::{ProxyBody, full};
 use crate::metrics::Metrics;
@@ -44,6 +45,7 @@ pub struct AdminService {
     policies: Arc<PolicyStore>,
     audit: Option<AuditLog>,
     change_system: Option<ChangeSystemHealth>,
+    state: Option<ChangeControl>,
 }
 
 impl AdminService {
@@ -55,7 +57,15 @@ impl AdminService {
             policies,
             audit: None,
             change_system: None,
+            state: None,
         }
+    }
+
+    /// Adds the state store's health to `/readyz` (`state`); like the change system it never
+    /// makes the gateway unready: pass-through traffic does not need the store.
+    pub fn with_state(mut self, control: ChangeControl) -> Self {
+        self.state = Some(control);
+        self
     }
 
     /// Also answers `/readyz` with 503 while `log` cannot be written.
@@ -103,6 +113,9 @@ impl AdminService {
                     },
                     "policy_set": self.policies.current().hash(),
                 });
+                if let Some(control) = &self.state {
+                    body["state"] = control.health_json();
+                }
                 if let Health::Failing { reason, .. } = &audit {
                     body["audit"] = serde_json::json!({
                         "reason": reason,

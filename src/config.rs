@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::audit::{AuditConfig, OnFull, SyslogConfig};
 use crate::gate::classify::ClassifyLimits;
 use crate::identity::IdentityTokenConfig;
+use crate::state::{ApprovalSettings, StateConfig, StateLocation};
 use crate::ticket::TicketConfig;
 use crate::vsphere::long_poll::LongPollLimits;
 
@@ -62,8 +63,132 @@ pub struct Config {
     pub ticket: TicketConfig,
     /// The audit log.
     pub audit: AuditSection,
+    /// Where approvals and ticket claims are kept.
+    pub state: StateSection,
+    /// How approval requests behave.
+    pub approval: ApprovalSection,
     /// Log output.
     pub log: LogSection,
+}
+
+/// `[state]`: where approval requests and ticket claims are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// The embedded SQLite file. Default `vcguard-state.db` in the audit log's directory.
+    pub path: Option<PathBuf>,
+    /// `postgres://user[:password]@host:port/database`: share the state between replicas.
+    /// Wins over `path`. Default: unset (embedded SQLite).
+    pub url: Option<String>,
+    /// Seconds to open a connection to the store. Default 5.
+    pub connect_timeout_secs: u64,
+    /// Connections to the store held at most. Default 8.
+    pub max_connections: u32,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        Self {
+            path: None,
+            url: None,
+            connect_timeout_secs: 5,
+            max_connections: 8,
+        }
+    }
+}
+
+/// `[approval]`: the two-person rule for policies annotated `@approval("group")`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSection {
+    /// Seconds after approval in which the same call passes. Default 900.
+    pub window_secs: u64,
+    /// How many calls one approval lets through. Default 1.
+    pub uses: u32,
+    /// Seconds a request may wait for a decision before it expires. Default 3600.
+    pub pending_ttl_secs: u64,
+    /// Seconds between sweeps that mark (and audit) expired requests. Default 30.
+    pub expiry_check_secs: u64,
+}
+
+impl Default for ApprovalSection {
+    fn default() -> Self {
+        Self {
+            window_secs: 900,
+            uses: 1,
+            pending_ttl_secs: 3600,
+            expiry_check_secs: 30,
+        }
+    }
+}
+
+impl StateSection {
+    /// The typed store settings; without `url` or `path`, SQLite beside `audit_file`.
+    pub fn to_config(&self, audit_file: &Path) -> Result<StateConfig, ConfigError> {
+        if self.connect_timeout_secs == 0 {
+            return Err(invalid(
+                "state.connect_timeout_secs",
+                "must be at least 1 second",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("state.max_connections", "must be at least 1"));
+        }
+        let location = match (&self.url, &self.path) {
+            (Some(url), _) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(invalid(
+                        "state.url",
+                        format!(
+                            "`{}` is not a postgres:// URL (for an embedded store set state.path instead)",
+                            crate::state::redact_url(url)
+                        ),
+                    ));
+                }
+                StateLocation::Postgres(url.clone())
+            }
+            (None, Some(path)) => {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid("state.path", "must not be empty"));
+                }
+                StateLocation::Sqlite(path.clone())
+            }
+            (None, None) => StateLocation::Sqlite(
+                audit_file
+                    .parent()
+                    .map_or_else(PathBuf::new, Path::to_path_buf)
+                    .join("vcguard-state.db"),
+            ),
+        };
+        Ok(StateConfig {
+            location,
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+impl ApprovalSection {
+    /// The typed approval settings.
+    pub fn to_settings(&self) -> Result<ApprovalSettings, ConfigError> {
+        for (key, value) in [
+            ("approval.window_secs", self.window_secs),
+            ("approval.pending_ttl_secs", self.pending_ttl_secs),
+            ("approval.expiry_check_secs", self.expiry_check_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1 second"));
+            }
+        }
+        if self.uses == 0 {
+            return Err(invalid("approval.uses", "must be at least 1"));
+        }
+        Ok(ApprovalSettings {
+            window: Duration::from_secs(self.window_secs),
+            uses: self.uses,
+            pending_ttl: Duration::from_secs(self.pending_ttl_secs),
+        })
+    }
 }
 
 /// `[server]`: the client-facing listener.
@@ -471,6 +596,12 @@ pub struct Settings {
     pub ticket: TicketConfig,
     /// The audit log writer's settings (key loaded).
     pub audit: AuditConfig,
+    /// Where approvals and claims are kept.
+    pub state: StateConfig,
+    /// How approvals behave.
+    pub approval: ApprovalSettings,
+    /// How often expired approval requests are marked.
+    pub approval_expiry_check: Duration,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -643,6 +774,9 @@ impl Config {
             identity: self.identity.clone(),
             ticket: self.ticket.clone(),
             audit: self.audit.to_config(&instance_id())?,
+            state: self.state.to_config(&self.audit.file)?,
+            approval: self.approval.to_settings()?,
+            approval_expiry_check: Duration::from_secs(self.approval.expiry_check_secs),
             log_format: self.log.format,
         })
     }
@@ -937,6 +1071,46 @@ mod tests {
             cfg.upstream.url.as_deref(),
             Some("https://vcenter.example.com")
         );
+    }
+
+    #[test]
+    fn state_and_approval_sections_are_checked() {
+        let cfg = config("[audit]\nfile = \"/var/log/vcguard/audit.jsonl\"\n").expect("parses");
+        let state = cfg.state.to_config(&cfg.audit.file).expect("default state");
+        assert_eq!(
+            state.location,
+            StateLocation::Sqlite(PathBuf::from("/var/log/vcguard/vcguard-state.db"))
+        );
+        let cfg =
+            config("[state]\npath = \"/x/s.db\"\nurl = \"postgres://u:pw@db:5432/vcguard\"\n")
+                .expect("parses");
+        let state = cfg.state.to_config(&cfg.audit.file).expect("url wins");
+        assert_eq!(
+            state.location,
+            StateLocation::Postgres("postgres://u:pw@db:5432/vcguard".into())
+        );
+        let cfg = config("[state]\nurl = \"mysql://u:pw@db/x\"\n").expect("parses");
+        let err = cfg
+            .state
+            .to_config(&cfg.audit.file)
+            .expect_err("not postgres");
+        assert!(err.to_string().contains("state.url"), "{err}");
+        assert!(
+            !err.to_string().contains("pw"),
+            "no password in errors: {err}"
+        );
+        let cfg = config("[approval]\nuses = 0\n").expect("parses");
+        let err = cfg.approval.to_settings().expect_err("uses 0");
+        assert!(err.to_string().contains("approval.uses"), "{err}");
+        let settings = config("")
+            .expect("parses")
+            .approval
+            .to_settings()
+            .expect("defaults");
+        assert_eq!(settings.window, Duration::from_secs(900));
+        assert_eq!(settings.uses, 1);
+        assert_eq!(settings.pending_ttl, Duration::from_secs(3600));
+        assert!(config("[approval]\nwindow = 5\n").is_err(), "unknown key");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::audit::AuditConfig;
 use crate::config::{IdentitySection, UpstreamTrust};
 use crate::gate::forward::UpstreamOptions;
-use crate::gateway::{Gateway, GatewayParts, StartError, TicketSettings, load_policies};
+use crate::gateway::{
+    Gateway, GatewayParts, StartError, StateSettings, TicketSettings, load_policies,
+};
 use crate::server::ConnectionLimits;
 use crate::sim::SimConfig;
 use crate::sim::server::{SimStartError, start};
@@ -188,6 +190,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         .audit
         .clone()
         .unwrap_or_else(|| demo_dir.path().join("audit.jsonl"));
+    let state_path = demo_dir.path().join("state.db");
     let limits = ConnectionLimits::default();
     let gateway = Gateway::bind(GatewayParts {
         listen: options.listen,
@@ -205,6 +208,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         identity_token: None,
         tickets: TicketSettings::from_config(&tickets.config)?,
         audit: AuditConfig::new(&audit_path, audit_key(), "vcguard-demo"),
+        state: StateSettings::sqlite(&state_path),
     })
     .await?;
     print_banner(&Banner {
@@ -215,6 +219,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         policies: &policies,
         tickets: &tickets,
         audit: &audit_path,
+        state: &state_path,
     });
     gateway.run(crate::server::shutdown_signal()).await;
     sim.stop().await;
@@ -281,6 +286,19 @@ fn write_file(path: &Path, text: &str) -> Result<(), DemoError> {
     })
 }
 
+/// How long and how often an approval lets the call through, for the banner.
+fn approval_window(gateway: &Gateway) -> String {
+    let settings = gateway.change_control().settings();
+    let uses = match settings.uses {
+        1 => "once".to_owned(),
+        n => format!("{n} times"),
+    };
+    format!(
+        "{uses}, within {} minutes of the approval",
+        settings.window.as_secs() / 60
+    )
+}
+
 /// What the banner shows.
 struct Banner<'a> {
     gateway: &'a Gateway,
@@ -290,6 +308,7 @@ struct Banner<'a> {
     policies: &'a PolicySource,
     tickets: &'a DemoTickets,
     audit: &'a Path,
+    state: &'a Path,
 }
 
 fn print_banner(banner: &Banner<'_>) {
@@ -301,6 +320,7 @@ fn print_banner(banner: &Banner<'_>) {
         policies,
         tickets,
         audit,
+        state,
     } = banner;
     let port = gateway.local_addr().port();
     let base = format!("https://localhost:{port}");
@@ -321,6 +341,9 @@ vcguard demo
   vCenter sim  {sim_url}   (the gateway pins its certificate thumbprint)
   admin        http://{admin}/healthz  /readyz  /metrics
   credentials  administrator@vsphere.local / VMware1!
+               approver@vsphere.local / VMware1!   (group change-approvers)
+  console      https://127.0.0.1:{port}/vcguard/ui/   (approvals, ticket claims, audit)
+  state        {state}   (approvals and ticket claims, embedded SQLite)
   CA for curl  {cert}
   demo files   {demo_dir}   ({dir_fate})
 
@@ -351,6 +374,26 @@ Try it (copy-paste):
   curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
     -d '{{"mode":"lockdownStrict"}}' {vim}/HostAccessManager/ham-21/ChangeLockdownMode
 
+  # 5. two-person rule: disabling lockdown needs the approval of change-approvers
+  #    (policy lockdown-disable-needs-approval): refused with an approval request id
+  curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
+    -d '{{"mode":"lockdownDisabled"}}' {vim}/HostAccessManager/ham-21/ChangeLockdownMode
+  #    the approver lists and approves it (the requester cannot approve their own request) ...
+  export VCGUARD_PASSWORD='VMware1!'
+  {vcguard} approval list --gateway https://127.0.0.1:{port} --user approver@vsphere.local --ca {cert}
+  {vcguard} approval approve <apr-id> --gateway https://127.0.0.1:{port} --user approver@vsphere.local --ca {cert}
+  #    ... or in the console (log in as approver@vsphere.local): https://127.0.0.1:{port}/vcguard/ui/
+  #    then repeat the curl above: it goes through once ({window}); a third time asks again
+
+  # 6. ticket claims, for clients that cannot send a header (govc, Ansible, PowerCLI, Terraform):
+  #    declare the ticket once; guarded calls of this user without a header carry it
+  {vcguard} ticket claim CHG0012345 --host host-21 --ttl 2h --gateway https://127.0.0.1:{port} --user administrator@vsphere.local --ca {cert}
+  curl -s --cacert {cert} -X POST -H "vmware-api-session-id: $TOKEN" -H 'Content-Type: application/json' \
+    -d '{{"timeout":0}}' {vim}/HostSystem/host-21/EnterMaintenanceMode_Task
+  #    (if 3b already put host-21 in maintenance, vCenter answers InvalidState: the gateway let it through)
+  {vcguard} ticket claims --gateway https://127.0.0.1:{port} --user administrator@vsphere.local --ca {cert}
+  {vcguard} ticket release <clm-id> --gateway https://127.0.0.1:{port} --user administrator@vsphere.local --ca {cert}
+
 Policies in force: {policies}
   (edit them; changes apply within seconds, invalid ones are rejected)
 
@@ -367,6 +410,8 @@ Press Ctrl-C to stop.
         signed = tickets.host_21_ticket,
         audit = audit.display(),
         signing_key = tickets.signing_key.display(),
+        state = state.display(),
+        window = approval_window(gateway),
     );
 }
 

@@ -10,13 +10,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminService, Readiness};
+use crate::approval::ChangeControl;
 use crate::audit::{AuditConfig, AuditError, AuditLog, AuditTask};
 use crate::config::{IdentitySection, Settings, UpstreamTrust};
+use crate::console::Console;
+use crate::gate::approve::Approve;
 use crate::gate::audit::{Audit, WriteAhead};
 use crate::gate::classify::{Classify, ClassifyLimits};
 use crate::gate::decide::Decide;
 use crate::gate::forward::{Forward, UpstreamOptions};
 use crate::gate::identify::Identify;
+use crate::gate::own_api::OwnApi;
 use crate::gate::rescue::RescueLayer;
 use crate::gate::ticket::Ticket;
 use crate::gate::{GatewayService, Steps, stack};
@@ -27,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::PolicyReloader;
 use crate::server::{ConnectionLimits, ListenerMetrics, serve};
+use crate::state::{ApprovalSettings, StateConfig};
 use crate::ticket::change_system::ChangeSystemHealth;
 use crate::ticket::{ChangeSystem, TicketConfig, TicketConfigError, TicketVerifier};
 use crate::tls::{self, TlsError};
@@ -93,6 +98,30 @@ pub struct GatewayParts {
     pub tickets: TicketSettings,
     /// The audit log.
     pub audit: AuditConfig,
+    /// The state store of approvals and ticket claims, and the approval settings.
+    pub state: StateSettings,
+}
+
+/// Where approvals and claims are kept and how approvals behave.
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    /// The store.
+    pub config: StateConfig,
+    /// Approval window, uses and pending TTL.
+    pub approval: ApprovalSettings,
+    /// How often expired approval requests are marked (and audited).
+    pub expiry_check: Duration,
+}
+
+impl StateSettings {
+    /// An embedded SQLite store at `path` with the default approval settings.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Self {
+            config: StateConfig::sqlite(path),
+            approval: ApprovalSettings::default(),
+            expiry_check: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A ready ticket verifier and its header.
@@ -170,6 +199,11 @@ impl GatewayParts {
             identity_token: identity_token_verifier(settings.identity.token.as_ref())?,
             tickets: TicketSettings::from_config(&settings.ticket)?,
             audit: settings.audit.clone(),
+            state: StateSettings {
+                config: settings.state.clone(),
+                approval: settings.approval,
+                expiry_check: settings.approval_expiry_check,
+            },
         })
     }
 }
@@ -213,12 +247,28 @@ pub struct Gateway {
     audit_task: AuditTask,
     addrs: (SocketAddr, SocketAddr),
     change_system_health: Option<ChangeSystemHealth>,
+    change_control: ChangeControl,
+    expiry_check: Duration,
 }
 
 impl Gateway {
     /// Binds both listeners and builds the request stack.
     pub async fn bind(parts: GatewayParts) -> Result<Self, StartError> {
+        let audit_file = parts.audit.path.clone();
         let (audit, audit_task) = AuditLog::open(parts.audit).await?;
+        let change_control = ChangeControl::new(
+            parts.state.config.clone(),
+            parts.state.approval,
+            audit.clone(),
+        );
+        // A store that is down does not stop the gateway: pass-through traffic flows, calls
+        // that need the store fail closed, and `/readyz` says why.
+        match change_control.store().await {
+            Ok(store) => tracing::info!(store = %store.target(), "state store open"),
+            Err(err) => {
+                tracing::warn!(error = %err, "state store unavailable at start; calls that need it are refused until it answers")
+            }
+        }
         let listener = bind("gateway", parts.listen).await?;
         let admin_listener = bind("admin", parts.admin_listen).await?;
         let addrs = (
@@ -243,18 +293,28 @@ impl Gateway {
             Duration::from_secs(identity.unknown_session_ttl_secs),
             identity.max_sessions,
         ));
+        let console = Console::new(
+            change_control.clone(),
+            forward.clone(),
+            sessions.clone(),
+            parts.tickets.clone(),
+            audit_file,
+        );
         let service = stack(
             Steps {
                 rescue: RescueLayer::new(parts.policies.clone(), metrics.clone()),
                 audit: Audit::new(audit.clone()),
                 classify: Classify::new(parts.classify),
                 identify: Identify::new(sessions, forward.clone(), parts.identity_token),
+                own_api: OwnApi::new(console),
                 ticket: Ticket::new(
                     parts.tickets.verifier,
                     parts.tickets.header.clone(),
                     parts.tickets.change_system.clone(),
-                ),
+                )
+                .with_claims(change_control.clone()),
                 decide: Decide,
+                approve: Approve::new(change_control.clone()),
                 write_ahead: WriteAhead::new(audit.clone()),
                 forward,
             },
@@ -274,6 +334,8 @@ impl Gateway {
             audit_task,
             addrs,
             change_system_health,
+            change_control,
+            expiry_check: parts.state.expiry_check,
         })
     }
 
@@ -285,6 +347,11 @@ impl Gateway {
     /// The admin address actually bound.
     pub fn admin_addr(&self) -> SocketAddr {
         self.addrs.1
+    }
+
+    /// The change-control handle (approvals and claims) this gateway decides with.
+    pub fn change_control(&self) -> ChangeControl {
+        self.change_control.clone()
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests (bounded by the
@@ -312,7 +379,8 @@ impl Gateway {
                 self.policies.clone(),
             )
             .with_audit(self.audit.clone())
-            .with_change_system(self.change_system_health.clone()),
+            .with_change_system(self.change_system_health.clone())
+            .with_state(self.change_control.clone()),
             ConnectionLimits::default(),
             Some(ListenerMetrics {
                 open_connections: None,
@@ -324,6 +392,7 @@ impl Gateway {
             },
         ));
         let reloader = tokio::spawn(self.reloader.run(self.policy_poll));
+        let expiry = self.change_control.spawn_expiry(self.expiry_check);
         let drained = serve(
             self.listener,
             Some(self.server_tls),
@@ -344,6 +413,7 @@ impl Gateway {
             tracing::warn!("grace period over with requests still in flight");
         }
         reloader.abort();
+        expiry.abort();
         if let Some(reopen) = reopen {
             reopen.abort();
         }

@@ -2,9 +2,12 @@
 
 mod accept_backoff;
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod body;
+pub mod client;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod fd_limit;
 mod first_request;
@@ -18,6 +21,7 @@ pub mod reload;
 pub mod server;
 pub(crate) mod shipped_policies;
 pub mod sim;
+pub mod state;
 pub mod ticket;
 pub mod tls;
 pub mod upstream_connect;

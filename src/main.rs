@@ -36,6 +36,71 @@ enum Command {
     /// Review the audit log: verify the chain, query, follow.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List, show, approve and deny approval requests (two-person rule), through a gateway.
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
+}
+
+#[derive(Subcommand)]
+enum ApprovalCommand {
+    /// List approval requests (default: the pending ones).
+    List {
+        /// pending, approved, denied, used, expired or all.
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Show one approval request.
+    Show {
+        /// The request id (apr-…).
+        id: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Approve a request another user made (you must be in its approver group).
+    Approve {
+        /// The request id (apr-…).
+        id: String,
+        /// Why you approve it (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Deny a request.
+    Deny {
+        /// The request id (apr-…).
+        id: String,
+        /// Why you deny it (recorded in the audit log).
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+}
+
+/// Where the gateway is and who logs in (the password comes from VCGUARD_PASSWORD or a prompt).
+#[derive(Args, Clone)]
+struct GatewayArgs {
+    /// The gateway's URL, e.g. https://vcguard.example.com.
+    #[arg(long, env = "VCGUARD_GATEWAY")]
+    gateway: String,
+    /// The vCenter user to log in as (through the gateway).
+    #[arg(long, env = "VCGUARD_USER")]
+    user: String,
+    /// PEM CA file the gateway's certificate is checked against (default: the system's roots).
+    #[arg(long, conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// Do not check the gateway's certificate.
+    #[arg(long, short = 'k')]
+    insecure: bool,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The VI/JSON release used to log in.
+    #[arg(long, default_value = "8.0.3.0")]
+    api_release: String,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +167,34 @@ enum TicketCommand {
     ///
     /// Exit status: 0 authorised, 1 not authorised, 2 configuration error.
     Check(CheckArgs),
+    /// Claim a ticket for your calls from clients that cannot send the ticket header.
+    Claim {
+        /// The ticket (a plain change id or a signed ticket).
+        ticket: String,
+        /// A host (moId) the claim covers (repeatable).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// A vim method the claim covers (repeatable; default: the ticket's own scope).
+        #[arg(long = "action")]
+        actions: Vec<String>,
+        /// How long: 90s, 30m, 2h, 1d (at most a day).
+        #[arg(long, default_value = "2h")]
+        ttl: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// List your active ticket claims.
+    Claims {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Release one of your ticket claims.
+    Release {
+        /// The claim id (clm-…).
+        id: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
     /// Show a ticket's header and claims, and whether it verifies under a config's [ticket] section.
     Inspect {
         /// The ticket (the X-Change-Ticket header value).
@@ -289,6 +382,41 @@ fn main() -> ExitCode {
             init_logging(cli.log_format.unwrap_or_default(), false);
             return runtime.block_on(ticket_check(args));
         }
+        Command::Approval(command) => return runtime.block_on(client(approval_command(command))),
+        Command::Ticket(TicketCommand::Claim {
+            ticket,
+            hosts,
+            actions,
+            ttl,
+            gateway,
+        }) => {
+            let ttl = match vcguard::ticket::parse_ttl(&ttl) {
+                Ok(ttl) => ttl,
+                Err(err) => {
+                    eprintln!("vcguard: --ttl: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            let command = vcguard::client::ClientCommand::TicketClaim {
+                ticket,
+                hosts,
+                actions,
+                ttl,
+            };
+            return runtime.block_on(client((command, gateway)));
+        }
+        Command::Ticket(TicketCommand::Claims { gateway }) => {
+            return runtime.block_on(client((
+                vcguard::client::ClientCommand::TicketClaims,
+                gateway,
+            )));
+        }
+        Command::Ticket(TicketCommand::Release { id, gateway }) => {
+            return runtime.block_on(client((
+                vcguard::client::ClientCommand::TicketRelease { id },
+                gateway,
+            )));
+        }
         command => command,
     };
     let result = runtime.block_on(async move {
@@ -305,6 +433,7 @@ fn main() -> ExitCode {
             Command::Policy(command) => policy(command),
             Command::Ticket(command) => ticket(command),
             Command::Audit(command) => audit(command).await,
+            Command::Approval(_) => Err("vcguard approval runs on its own".into()),
         }
     });
     match result {
@@ -447,7 +576,10 @@ fn ticket(command: TicketCommand) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        TicketCommand::Check(_) => Err("vcguard ticket check runs on its own".into()),
+        TicketCommand::Check(_)
+        | TicketCommand::Claim { .. }
+        | TicketCommand::Claims { .. }
+        | TicketCommand::Release { .. } => Err("this ticket command runs on its own".into()),
         TicketCommand::Inspect { token, config } => {
             let verifier = match config {
                 Some(path) => {
@@ -461,6 +593,86 @@ fn ticket(command: TicketCommand) -> Result<(), String> {
                 inspect(&token, verifier.as_ref(), std::time::SystemTime::now())
             );
             Ok(())
+        }
+    }
+}
+
+fn approval_command(command: ApprovalCommand) -> (vcguard::client::ClientCommand, GatewayArgs) {
+    use vcguard::client::ClientCommand;
+    match command {
+        ApprovalCommand::List { state, gateway } => {
+            (ClientCommand::ApprovalList { state }, gateway)
+        }
+        ApprovalCommand::Show { id, gateway } => (ClientCommand::ApprovalShow { id }, gateway),
+        ApprovalCommand::Approve {
+            id,
+            comment,
+            gateway,
+        } => (
+            ClientCommand::ApprovalDecide {
+                id,
+                approve: true,
+                comment,
+            },
+            gateway,
+        ),
+        ApprovalCommand::Deny {
+            id,
+            comment,
+            gateway,
+        } => (
+            ClientCommand::ApprovalDecide {
+                id,
+                approve: false,
+                comment,
+            },
+            gateway,
+        ),
+    }
+}
+
+/// The client commands (`approval`, `ticket claim|claims|release`): exit 0 done, 1 refused or
+/// failed, 2 usage error.
+async fn client((command, args): (vcguard::client::ClientCommand, GatewayArgs)) -> ExitCode {
+    use vcguard::client::{ClientError, ClientOptions, run};
+    use vcguard::config::UpstreamTrust;
+    let password = match std::env::var("VCGUARD_PASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => match rpassword::prompt_password(format!("Password for {}: ", args.user)) {
+            Ok(password) => password,
+            Err(err) => {
+                eprintln!(
+                    "vcguard: cannot read the password ({err}); set VCGUARD_PASSWORD or run in a terminal"
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let trust = match (&args.ca, args.insecure) {
+        (Some(ca), _) => UpstreamTrust::CaFile(ca.clone()),
+        (None, true) => UpstreamTrust::InsecureSkipVerify,
+        (None, false) => UpstreamTrust::SystemRoots,
+    };
+    let options = ClientOptions {
+        gateway: args.gateway,
+        user: args.user,
+        password,
+        trust,
+        release: args.api_release,
+        json: args.json,
+    };
+    match run(&command, &options).await {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(err @ ClientError::Usage(_)) => {
+            eprintln!("vcguard: {err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("vcguard: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -24,6 +24,10 @@ pub(crate) const FILES: &[(&str, &str)] = &[
     ),
     ("entities.json", include_str!("../policies/entities.json")),
     (
+        "lockdown-disable-needs-approval.cedar",
+        include_str!("../policies/lockdown-disable-needs-approval.cedar"),
+    ),
+    (
         "lockdown-no-strict.cedar",
         include_str!("../policies/lockdown-no-strict.cedar"),
     ),

@@ -212,3 +212,99 @@ async fn pyvmomi_sees_vcsim_the_same_through_the_gateway_except_refusals() {
         "only the ticketed maintenance call reached vcsim: {calls:?}"
     );
 }
+
+/// Runs `tests/interop/pyvmomi_change_control.py MODE` against the harness; returns its output.
+async fn change_control_step(harness: &Harness, mode: &str) -> String {
+    let python = std::env::var("VCGUARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/pyvmomi_change_control.py"
+    );
+    let output = tokio::process::Command::new(&python)
+        .args([
+            script,
+            mode,
+            "127.0.0.1",
+            &harness.gateway.port().to_string(),
+            ADMIN_USER,
+            ADMIN_PASSWORD,
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains(&format!("PASS {mode}")),
+        "pyVmomi {mode} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+#[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]
+async fn pyvmomi_without_custom_headers_uses_approvals_and_ticket_claims() {
+    use std::time::SystemTime;
+    use vcguard::approval::ChangeControl;
+    use vcguard::policy::PolicySet;
+    use vcguard::state::{Decider, NewClaim, Verdict};
+
+    let harness = Harness::start().await;
+    let requested = change_control_step(&harness, "request").await;
+    let id = requested
+        .lines()
+        .find_map(|l| l.strip_prefix("APPROVAL "))
+        .expect("an approval id")
+        .trim()
+        .to_owned();
+    let policies = PolicySet::load(&common::shipped_policies()).expect("policies");
+    let approver = "VSPHERE.LOCAL\\approver";
+    harness
+        .control
+        .decide_approval(
+            &id,
+            &Decider {
+                user: approver.into(),
+                groups: ChangeControl::groups_of(approver, &[], &policies),
+            },
+            Verdict::Approve,
+            "pyVmomi interop",
+            SystemTime::now(),
+        )
+        .await
+        .expect("approve");
+    change_control_step(&harness, "retry").await;
+    assert_eq!(
+        harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
+        Some("lockdownDisabled")
+    );
+
+    let now = SystemTime::now();
+    harness
+        .control
+        .claim_ticket(
+            NewClaim {
+                user: "VSPHERE.LOCAL\\Administrator".into(),
+                ticket_id: "CHG0012345".into(),
+                ticket_kind: "pattern".into(),
+                ticket_context: serde_json::json!({"id": "CHG0012345", "kind": "pattern",
+                    "verified": true, "covers_target": true, "covers_action": true}),
+                hosts: vec!["host-21".into()],
+                actions: vec![],
+                until: now + Duration::from_secs(3600),
+            },
+            now,
+        )
+        .await
+        .expect("claim");
+    change_control_step(&harness, "claimed").await;
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-21"),
+        Some(true)
+    );
+    assert_eq!(
+        harness.sim().simulator.host_in_maintenance("host-22"),
+        Some(false)
+    );
+}

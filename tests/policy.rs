@@ -364,7 +364,7 @@ async fn a_request_in_flight_keeps_its_policy_snapshot_and_a_new_one_sees_the_re
     // A guarded call whose body is still on its way when the policies change.
     let body = serde_json::to_vec(&serde_json::json!({
         "_typeName": "ChangeLockdownModeRequestType",
-        "mode": "lockdownDisabled"
+        "mode": "lockdownNormal"
     }))
     .expect("body");
     let (first, rest) = body.split_at(10);
@@ -388,7 +388,7 @@ async fn a_request_in_flight_keeps_its_policy_snapshot_and_a_new_one_sees_the_re
 
     std::fs::write(
         dir.path().join("freeze.cedar"),
-        "@id(\"lockdown-change-freeze\")\n@reason(\"change freeze\")\nforbid (principal, action == VSphere::Action::\"ChangeLockdownMode\", resource)\nwhen { context.body.mode == \"lockdownDisabled\" };\n",
+        "@id(\"lockdown-change-freeze\")\n@reason(\"change freeze\")\nforbid (principal, action == VSphere::Action::\"ChangeLockdownMode\", resource)\nwhen { context.body.mode == \"lockdownNormal\" };\n",
     )
     .expect("write new policy");
     wait_for_reloads(
@@ -406,7 +406,7 @@ async fn a_request_in_flight_keeps_its_policy_snapshot_and_a_new_one_sees_the_re
         "decided under the snapshot it started with"
     );
 
-    let response = json_lockdown(&harness, &client, &token, "ham-22", "lockdownDisabled").await;
+    let response = json_lockdown(&harness, &client, &token, "ham-22", "lockdownNormal").await;
     assert_eq!(response.status(), 500, "a new request sees the new set");
     let fault: Value = response.json().await.expect("fault");
     assert!(

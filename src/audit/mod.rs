@@ -31,7 +31,8 @@ pub use health::{Health, OnFull};
 pub use query::{DecisionFilter, QueryFilter, UnknownDecision, parse_time, query, tail};
 pub use reader::log_files;
 pub use record::{
-    AuditEvent, CallRecord, KeyedHash, OutcomeRecord, ReloadRecord, TicketKind, TicketRef, Verdict,
+    ApprovalRecord, AuditEvent, CallRecord, ClaimRecord, KeyedHash, OutcomeRecord, ReloadRecord,
+    TicketKind, TicketRef, Verdict,
 };
 pub use redact::{
     DEFAULT_REDACTED_HEADERS, KEYED_HASH_HEX_CHARS, MIN_HMAC_KEY_BYTES, Redactor, redact_headers,

@@ -116,6 +116,16 @@ struct View<'a> {
     #[serde(borrow)]
     new_hash: Option<Cow<'a, str>>,
     unclean_previous_stop: Option<bool>,
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    summary: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    by: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ticket_id: Option<Cow<'a, str>>,
     records: Option<u64>,
     failures: Option<u64>,
 }
@@ -428,6 +438,21 @@ fn format_row(v: &View<'_>, out: &mut String) {
             short(v.new_hash.as_deref())
         ),
         "reload" => format!("rejected: {}", v.errors.first().map_or("", |e| e.as_ref())),
+        "approval" => format!(
+            "{} {} {}{}",
+            v.event.as_deref().unwrap_or("?"),
+            v.id.as_deref().unwrap_or("?"),
+            v.summary.as_deref().unwrap_or(""),
+            v.by.as_deref()
+                .map(|by| format!(" by {by}"))
+                .unwrap_or_default()
+        ),
+        "claim" => format!(
+            "{} {} {}",
+            v.event.as_deref().unwrap_or("?"),
+            v.id.as_deref().unwrap_or("?"),
+            v.ticket_id.as_deref().unwrap_or("")
+        ),
         "start" if v.unclean_previous_stop == Some(true) => "unclean previous stop".into(),
         "start" => String::new(),
         "stop" | "checkpoint" => format!(

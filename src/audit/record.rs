@@ -16,6 +16,10 @@ pub enum AuditEvent {
     Outcome(OutcomeRecord),
     /// A policy-set reload attempt.
     Reload(ReloadRecord),
+    /// A step of an approval request: requested, approved, denied, used, expired.
+    Approval(ApprovalRecord),
+    /// A ticket claim made or released.
+    Claim(ClaimRecord),
 }
 
 /// The verdict of the policy engine.
@@ -36,6 +40,8 @@ pub enum TicketKind {
     Pattern,
     /// A JWT signed by the change system.
     Signed,
+    /// Carried by the caller's ticket claim (no header).
+    Claimed,
 }
 
 /// A keyed hash (HMAC-SHA256, first 32 hex digits); only the redactor makes one.
@@ -131,6 +137,12 @@ pub struct CallRecord {
     /// Hash of the policy set in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_set: Option<String>,
+    /// The approval request this call filed, or the approval it used (`apr-…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// The ticket claim that gave the call its ticket (`clm-…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// The outcome of a call: the call fields plus what came back.
@@ -192,6 +204,64 @@ pub struct ReloadRecord {
     /// What triggered the reload, e.g. `SIGHUP`, `admin`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+}
+
+/// A step in the life of an approval request (record kind `approval`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApprovalRecord {
+    /// `requested`, `approved`, `denied`, `used` or `expired`.
+    pub event: String,
+    /// The request id, `apr-…`.
+    pub id: String,
+    /// Who made the call that needs the approval.
+    pub requester: String,
+    /// The vim method.
+    pub action: String,
+    /// The target object, `Type:moid`.
+    pub target: String,
+    /// SHA-256 of the call's canonical parsed body.
+    pub body_hash: String,
+    /// The group whose members may decide.
+    pub group: String,
+    /// The policy asking for the approval.
+    pub policy: String,
+    /// One line for people.
+    pub summary: String,
+    /// Who approved or denied it (`approved`, `denied`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The decider's comment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The request id of the call that filed or used it (`requested`, `used`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Until when the approved call may be made (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_until: Option<String>,
+    /// Uses left after this step.
+    pub uses_left: u32,
+}
+
+/// A ticket claim made or released (record kind `claim`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClaimRecord {
+    /// `created` or `released`.
+    pub event: String,
+    /// The claim id, `clm-…`.
+    pub id: String,
+    /// The user working under the ticket.
+    pub user: String,
+    /// The ticket id (never a raw signed token).
+    pub ticket_id: String,
+    /// How the ticket was verified: `pattern` or `signed`.
+    pub ticket_kind: String,
+    /// Hosts covered.
+    pub hosts: Vec<String>,
+    /// Actions covered (empty: all guarded actions).
+    pub actions: Vec<String>,
+    /// When the claim ends (RFC 3339).
+    pub until: String,
 }
 
 /// Body of a `start` record.
@@ -318,6 +388,8 @@ impl Prepared {
                 };
                 Prepared::body("reload", reload, severity)
             }
+            AuditEvent::Approval(approval) => Prepared::body("approval", approval, SEVERITY_NOTICE),
+            AuditEvent::Claim(claim) => Prepared::body("claim", claim, SEVERITY_NOTICE),
         }
     }
 

@@ -16,7 +16,7 @@ use http::{Request, Response, header};
 
 use crate::audit::{
     AuditError, AuditEvent, AuditLog, CallRecord, OutcomeRecord, TicketKind as AuditTicketKind,
-    Verdict,
+    TicketRef, Verdict,
 };
 use crate::body::{ProxyBody, collect_capped, full};
 use crate::gate::error::GatewayError;
@@ -123,8 +123,13 @@ impl Audit {
         bytes_in: Option<u64>,
         started: Instant,
     ) {
-        if let GatewayError::Denied { text, .. } = error {
-            call.reason = Some(text.clone());
+        if error.decision().is_some() {
+            call.reason = Some(match error {
+                GatewayError::Denied { text, .. } | GatewayError::ApprovalRequired { text, .. } => {
+                    text.clone()
+                }
+                other => other.to_string(),
+            });
             if let Err(err) = self.log.write(AuditEvent::Decision(call.clone())).await {
                 log_unwritten(&err);
             }
@@ -136,7 +141,11 @@ impl Audit {
             fault: Some(error.fault_type().as_str().to_owned()),
             bytes_in,
             latency_ms: Some(started.elapsed().as_millis() as u64),
-            error: (!matches!(error, GatewayError::Denied { .. })).then(|| error.name().to_owned()),
+            error: (!matches!(
+                error,
+                GatewayError::Denied { .. } | GatewayError::ApprovalRequired { .. }
+            ))
+            .then(|| error.name().to_owned()),
             ..OutcomeRecord::new(call)
         };
         if let Err(err) = self.log.write(AuditEvent::Outcome(outcome)).await {
@@ -295,6 +304,13 @@ fn call_record(log: &AuditLog, facts: &Facts, request: &RequestFacts) -> CallRec
         groups: caller.map(|c| c.groups.clone()).unwrap_or_default(),
         session,
         ticket: ticket.and_then(|facts| {
+            if facts.claim.is_some() {
+                return Some(TicketRef {
+                    id: facts.id.clone()?,
+                    kind: AuditTicketKind::Claimed,
+                    hash: None,
+                });
+            }
             let kind = match facts.kind? {
                 TicketKind::Pattern => AuditTicketKind::Pattern,
                 TicketKind::Signed => AuditTicketKind::Signed,
@@ -306,6 +322,8 @@ fn call_record(log: &AuditLog, facts: &Facts, request: &RequestFacts) -> CallRec
             ))
         }),
         ticket_problem: ticket.and_then(|facts| facts.problem.clone()),
+        claim: ticket.and_then(|facts| facts.claim.clone()),
+        approval: facts.approval().map(str::to_owned),
         ..CallRecord::default()
     };
     with_decision(call, facts.decision().map(Arc::as_ref))

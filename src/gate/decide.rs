@@ -44,18 +44,30 @@ impl Step for Decide {
         if !decision.errors.is_empty() {
             tracing::error!(errors = ?decision.errors, "policy evaluation failed; denying");
         }
+        if decision.approval.is_some() {
+            // Only `@approval` forbids deny it: the approve step uses a granted approval or
+            // files a request (and records the decision either way).
+            tracing::info!(action = %call.method, policies = ?hit_ids(&decision), "needs approval");
+            facts.set_approval_need(decision);
+            return next.run(req).await;
+        }
         facts.set_decision(decision.clone());
         if decision.allowed {
             tracing::info!(action = %call.method, policies = ?hit_ids(&decision), "allowed");
             return next.run(req).await;
         }
-        let mut text = decision.denial_text();
-        if let Some(note) = facts.ticket().and_then(|ticket| ticket.problem.as_deref()) {
-            text = format!("{text} ({note})");
-        }
         tracing::warn!(action = %call.method, policies = ?hit_ids(&decision), "denied");
-        Err(GatewayError::Denied { decision, text })
+        Err(denied(&facts, decision))
     }
+}
+
+/// The refusal of a denied call: the decision's text and any ticket problem.
+pub(crate) fn denied(facts: &Facts, decision: Arc<Decision>) -> GatewayError {
+    let mut text = decision.denial_text();
+    if let Some(note) = facts.ticket().and_then(|ticket| ticket.problem.as_deref()) {
+        text = format!("{text} ({note})");
+    }
+    GatewayError::Denied { decision, text }
 }
 
 fn decide(
@@ -65,9 +77,48 @@ fn decide(
     call: &GuardedCall,
 ) -> Decision {
     let policies = &facts.snapshot.policies;
+    match policy_request(req, facts, protocol, call) {
+        Ok(request) => policies.evaluate(&request),
+        Err(refused) => *refused,
+    }
+}
+
+/// The decision on a call whose approval `approval` (the schema's `Approval` record) was
+/// granted: `@approval` forbids lifted, `context.approval` set.
+pub(crate) fn decide_approved(
+    req: &Request<ProxyBody>,
+    facts: &Facts,
+    protocol: Protocol,
+    call: &GuardedCall,
+    approval: Value,
+) -> Decision {
+    let policies = &facts.snapshot.policies;
+    match policy_request(req, facts, protocol, call) {
+        Ok(mut request) => {
+            if let Some(context) = request.context.as_object_mut() {
+                context.insert("approval".into(), approval);
+            }
+            policies.evaluate_approved(&request)
+        }
+        Err(refused) => *refused,
+    }
+}
+
+/// The policy request of a guarded call, or the refusal when the caller's identity token failed.
+fn policy_request(
+    req: &Request<ProxyBody>,
+    facts: &Facts,
+    protocol: Protocol,
+    call: &GuardedCall,
+) -> Result<PolicyRequest, Box<Decision>> {
+    let policies = &facts.snapshot.policies;
     let caller = facts.caller();
     if let Some(problem) = caller.and_then(|c| c.token_problem.clone()) {
-        return Decision::refused(&call.method, policies.hash(), problem);
+        return Err(Box::new(Decision::refused(
+            &call.method,
+            policies.hash(),
+            problem,
+        )));
     }
     let principal = match caller.and_then(|c| c.user.clone().map(|name| (name, c))) {
         Some((name, caller)) => Principal::User {
@@ -81,13 +132,34 @@ fn decide(
         .get::<ClientAddr>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip());
     let ticket = facts.ticket().and_then(|ticket| ticket.context.clone());
-    let request = PolicyRequest {
+    Ok(PolicyRequest {
         principal,
         action: call.method.clone(),
         resource: Resource::new(call.target.mo_type.clone(), call.target.value.clone()),
         context: policy_context(protocol, call, client_ip, ticket, SystemTime::now()),
-    };
-    policies.evaluate(&request)
+    })
+}
+
+/// What the call asks for, canonically: its route, carrier method, typed body or effect
+/// facts, and schedule (serde_json of the parsed values, never the raw bytes). An approval is
+/// for exactly this.
+pub fn canonical_call(call: &GuardedCall) -> Value {
+    let (body_key, body) = body_of(call);
+    json!({
+        "route": call.route.name(),
+        "method": call.via,
+        body_key: body,
+        "schedule": call.route.schedule().and_then(|s| serde_json::to_value(s).ok()),
+    })
+}
+
+fn body_of(call: &GuardedCall) -> (&'static str, Option<Value>) {
+    match &call.body {
+        GuardedBody::EnterMaintenanceMode(body) => ("body", serde_json::to_value(body).ok()),
+        GuardedBody::ChangeLockdownMode(body) => ("body", serde_json::to_value(body).ok()),
+        GuardedBody::Effect(facts) => ("effect", serde_json::to_value(facts).ok()),
+        GuardedBody::NoParameters | GuardedBody::Untyped => ("body", None),
+    }
 }
 
 fn hit_ids(decision: &Decision) -> Vec<&str> {
@@ -114,12 +186,7 @@ pub fn policy_context(
         // 1970-01-01 was a Thursday; 0 = Monday.
         "weekday": (days + 3) % 7,
     });
-    let (body_key, body) = match &call.body {
-        GuardedBody::EnterMaintenanceMode(body) => ("body", serde_json::to_value(body).ok()),
-        GuardedBody::ChangeLockdownMode(body) => ("body", serde_json::to_value(body).ok()),
-        GuardedBody::Effect(facts) => ("effect", serde_json::to_value(facts).ok()),
-        GuardedBody::NoParameters | GuardedBody::Untyped => ("body", None),
-    };
+    let (body_key, body) = body_of(call);
     let schedule = call
         .route
         .schedule()

@@ -22,6 +22,25 @@ pub enum GatewayError {
         /// What the client is told: the policy, its reason and any ticket problem.
         text: String,
     },
+    /// Only `@approval` policies deny the call and no approval for it was granted: an approval
+    /// request is pending.
+    #[error("{text}")]
+    ApprovalRequired {
+        /// The decision (deny, with the approval need), for the audit record.
+        decision: Arc<Decision>,
+        /// What the client is told: the policy, the request id, the group and the command.
+        text: String,
+    },
+    /// The state store (approvals, claims) cannot be reached for a call that needs it.
+    #[error(
+        "vcguard cannot reach its state store, which this call needs ({cause}); it was not forwarded: try again later"
+    )]
+    StateUnavailable {
+        /// The decision so far, for the audit record.
+        decision: Arc<Decision>,
+        /// What failed, without secrets.
+        cause: String,
+    },
     /// The request is malformed or ambiguous and cannot be classified safely.
     #[error("vcguard: {}", .0.message)]
     Malformed(#[from] Refusal),
@@ -114,9 +133,11 @@ impl GatewayError {
     /// The HTTP status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Denied { .. } | Self::Malformed(_) | Self::Internal { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Denied { .. }
+            | Self::ApprovalRequired { .. }
+            | Self::Malformed(_)
+            | Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::StateUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ClientAborted { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -131,7 +152,9 @@ impl GatewayError {
     /// The vim fault type the client gets.
     pub fn fault_type(&self) -> FaultType {
         match self {
-            Self::Denied { .. } => FaultType::RestrictedByAdministrator,
+            Self::Denied { .. } | Self::ApprovalRequired { .. } | Self::StateUnavailable { .. } => {
+                FaultType::RestrictedByAdministrator
+            }
             Self::Malformed(refusal) => refusal.fault_type,
             Self::BodyTooLarge { .. }
             | Self::UnsupportedEncoding { .. }
@@ -150,6 +173,8 @@ impl GatewayError {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Denied { .. } => "denied",
+            Self::ApprovalRequired { .. } => "approval_required",
+            Self::StateUnavailable { .. } => "state_unavailable",
             Self::Malformed(_) => "malformed",
             Self::BodyTooLarge { .. } => "too_large",
             Self::UnsupportedEncoding { .. } => "encoding",
@@ -174,6 +199,8 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => Outcome::UpstreamTimeout,
             Self::Internal { .. } => Outcome::Internal,
             Self::Denied { .. }
+            | Self::ApprovalRequired { .. }
+            | Self::StateUnavailable { .. }
             | Self::Malformed(_)
             | Self::BodyTooLarge { .. }
             | Self::UnsupportedEncoding { .. }
@@ -185,7 +212,9 @@ impl GatewayError {
     /// The decision behind a denial, if this is one.
     pub fn decision(&self) -> Option<&Arc<Decision>> {
         match self {
-            Self::Denied { decision, .. } => Some(decision),
+            Self::Denied { decision, .. }
+            | Self::ApprovalRequired { decision, .. }
+            | Self::StateUnavailable { decision, .. } => Some(decision),
             _ => None,
         }
     }
@@ -194,7 +223,9 @@ impl GatewayError {
     pub fn to_fault(&self, request_id: &str) -> VimFault {
         let text = format!("{self} (request {request_id})");
         match self {
-            Self::Denied { .. } => VimFault::restricted_by_administrator(text),
+            Self::Denied { .. } | Self::ApprovalRequired { .. } | Self::StateUnavailable { .. } => {
+                VimFault::restricted_by_administrator(text)
+            }
             Self::Malformed(refusal) => {
                 VimFault::gateway(refusal.fault_type, "request.refused", text)
             }
@@ -216,13 +247,16 @@ impl GatewayError {
             Self::AuditUnavailable => "audit log unwritable: refusing the guarded call",
             Self::Internal { .. } => "internal failure",
             Self::Denied { .. } => "denied",
+            Self::ApprovalRequired { .. } => "approval required",
+            Self::StateUnavailable { .. } => "state store unavailable: refusing the call",
             _ => "request refused",
         }
     }
 
     fn message_key(&self) -> &'static str {
         match self {
-            Self::Denied { .. } => "policy.denied",
+            Self::Denied { .. } | Self::ApprovalRequired { .. } => "policy.denied",
+            Self::StateUnavailable { .. } => "state.unavailable",
             Self::Malformed(_) => "request.refused",
             Self::BodyTooLarge { .. } => "request.too_large",
             Self::UnsupportedEncoding { .. } => "request.encoding",

@@ -20,11 +20,15 @@ pub struct Facts {
     pub snapshot: Arc<PolicySnapshot>,
     /// The protocol the client most likely spoke, from the path alone (before classification).
     pub path_protocol: FaultProtocol,
+    /// Whether the path is under `/vcguard/`: vcguard's own API or console, never forwarded.
+    pub own_api: bool,
     credential: OnceLock<Option<Credential>>,
     operation: OnceLock<Operation>,
     caller: OnceLock<Caller>,
     ticket: OnceLock<TicketFacts>,
     decision: OnceLock<Arc<Decision>>,
+    approval_need: OnceLock<Arc<Decision>>,
+    approval: OnceLock<String>,
     wait: OnceLock<WaitBound>,
 }
 
@@ -34,11 +38,14 @@ impl Facts {
         Self {
             snapshot,
             path_protocol: protocol_of_path(path),
+            own_api: path.starts_with(crate::console::OWN_PREFIX),
             credential: OnceLock::new(),
             operation: OnceLock::new(),
             caller: OnceLock::new(),
             ticket: OnceLock::new(),
             decision: OnceLock::new(),
+            approval_need: OnceLock::new(),
+            approval: OnceLock::new(),
             wait: OnceLock::new(),
         }
     }
@@ -71,6 +78,26 @@ impl Facts {
     /// The policy decision on a guarded call, once decided.
     pub fn decision(&self) -> Option<&Arc<Decision>> {
         self.decision.get()
+    }
+
+    /// A denial only an approval can lift, handed from decide to approve (which sets the decision).
+    pub fn approval_need(&self) -> Option<&Arc<Decision>> {
+        self.approval_need.get()
+    }
+
+    /// Records a denial an approval can lift (decide).
+    pub fn set_approval_need(&self, decision: Arc<Decision>) {
+        let _ = self.approval_need.set(decision);
+    }
+
+    /// The approval request this call filed, or the approval it used (`apr-…`).
+    pub fn approval(&self) -> Option<&str> {
+        self.approval.get().map(String::as_str)
+    }
+
+    /// Records the approval request filed or the approval used (approve).
+    pub fn set_approval(&self, id: String) {
+        let _ = self.approval.set(id);
     }
 
     /// How long vCenter may take to answer by design (long polls); ordinary calls: not waiting.

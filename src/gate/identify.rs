@@ -1,8 +1,9 @@
 //! Identify: who is calling? Resolves the request's session token to a vCenter user
 //! ([`Caller`]), learning from `Login` answers and forgetting on `Logout`.
 //!
-//! Unknown tokens are looked up in vCenter (with that same token) only for guarded calls,
-//! so that a flood of random tokens on pass-through traffic costs vCenter nothing.
+//! Unknown tokens are looked up in vCenter (with that same token) only for guarded calls and
+//! for vcguard's own API and console (which need the caller), so that a flood of random tokens
+//! on pass-through traffic costs vCenter nothing.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -83,8 +84,9 @@ impl Step for Identify {
         let cached = key.as_ref().and_then(|key| cache.get(key));
         let mut user = cached.clone().flatten();
         let guarded = facts.is_guarded();
+        let needs_user = guarded || facts.own_api;
         if cached.is_none()
-            && guarded
+            && needs_user
             && let (Some((token, soap)), Some(key)) = (&token, key)
         {
             let release = operation.and_then(|op| op.release.as_deref());
@@ -96,7 +98,7 @@ impl Step for Identify {
                 Err(err) => tracing::warn!(error = %err, "session lookup failed"),
             }
         }
-        if guarded && let Some(user) = &user {
+        if needs_user && let Some(user) = &user {
             tracing::Span::current().record("user", user.as_str());
         }
         let mut caller = Caller {
@@ -105,7 +107,7 @@ impl Step for Identify {
             ..Caller::default()
         };
         if let Some(tokens) = &self.tokens {
-            if guarded {
+            if needs_user {
                 apply_identity_token(tokens, &req, &mut caller);
             }
             // A credential meant for the gateway: vCenter never sees it.

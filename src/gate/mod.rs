@@ -2,6 +2,7 @@
 //! tower-http's generic middleware, the rescue, then one step per concern on the one step
 //! contract ([`step`]), and forwarding last.
 
+pub mod approve;
 pub mod audit;
 pub mod classify;
 pub mod decide;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod facts;
 pub mod forward;
 pub mod identify;
+pub mod own_api;
 pub mod request_id;
 pub mod rescue;
 pub mod soap_tail;
@@ -29,11 +31,13 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::body::{ProxyBody, boxed};
+use crate::gate::approve::Approve;
 use crate::gate::audit::{Audit, WriteAhead};
 use crate::gate::classify::Classify;
 use crate::gate::decide::Decide;
 use crate::gate::forward::Forward;
 use crate::gate::identify::Identify;
+use crate::gate::own_api::OwnApi;
 use crate::gate::request_id::{GatewayRequestIds, REQUEST_ID_HEADER, drop_client_request_id};
 use crate::gate::rescue::RescueLayer;
 use crate::gate::step::StepLayer;
@@ -54,10 +58,14 @@ pub struct Steps {
     pub classify: Classify,
     /// Who is calling?
     pub identify: Identify,
+    /// vcguard's own API and console under `/vcguard/`, answered here and never forwarded.
+    pub own_api: OwnApi,
     /// Which change ticket authorises it?
     pub ticket: Ticket,
     /// Do the policies allow it?
     pub decide: Decide,
+    /// Does an approval let it through, or does it file an approval request?
+    pub approve: Approve,
     /// Make an allowed guarded call's decision durable before forwarding.
     pub write_ahead: WriteAhead,
     /// Send it to vCenter.
@@ -92,8 +100,10 @@ pub fn stack(steps: Steps, ticket_header: &http::HeaderName) -> GatewayService {
         .layer(StepLayer::new(steps.audit))
         .layer(StepLayer::new(steps.classify))
         .layer(StepLayer::new(steps.identify))
+        .layer(StepLayer::new(steps.own_api))
         .layer(StepLayer::new(steps.ticket))
         .layer(StepLayer::new(steps.decide))
+        .layer(StepLayer::new(steps.approve))
         .layer(StepLayer::new(steps.write_ahead))
         .service(steps.forward);
     BoxCloneService::new(service)

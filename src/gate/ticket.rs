@@ -9,6 +9,7 @@ use http::{HeaderName, Request};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::approval::ChangeControl;
 use crate::body::ProxyBody;
 use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, Next, Step, StepResult};
@@ -28,6 +29,8 @@ pub struct TicketFacts {
     pub kind: Option<TicketKind>,
     /// SHA-256 of the raw header value, for the audit log's keyed hash (never the value itself).
     pub raw_digest: [u8; 32],
+    /// The ticket claim that gave a call without a ticket header its ticket (`clm-…`).
+    pub claim: Option<String>,
 }
 
 /// Verifies the change ticket of guarded calls and strips the ticket header from every request.
@@ -36,9 +39,17 @@ pub struct Ticket {
     verifier: Arc<TicketVerifier>,
     header: HeaderName,
     change_system: Option<Arc<ChangeSystem>>,
+    claims: Option<ChangeControl>,
 }
 
 impl Ticket {
+    /// Also gives guarded calls without a ticket header the ticket of the caller's covering
+    /// claim, looked up in `control`'s store.
+    pub fn with_claims(mut self, control: ChangeControl) -> Self {
+        self.claims = Some(control);
+        self
+    }
+
     /// Tickets read from `header` and checked by `verifier` (and, when configured, in the
     /// change system); which host an object belongs to comes from the entities of the request's
     /// policy snapshot.
@@ -51,6 +62,7 @@ impl Ticket {
             verifier,
             header,
             change_system,
+            claims: None,
         }
     }
 
@@ -127,8 +139,65 @@ impl Step for Ticket {
                 self.check_change_system(&mut ticket, call, &facts).await;
                 facts.set_ticket(ticket);
             }
+        } else if let (Some(claims), Some(call), Some(user)) = (
+            &self.claims,
+            facts.operation().and_then(|op| op.guarded.as_ref()),
+            facts.caller().and_then(|c| c.user.as_deref()),
+        ) {
+            // No header: the caller's ticket claim, if one covers this call.
+            if let Some(mut ticket) = claimed(claims, user, call, &facts).await {
+                self.check_change_system(&mut ticket, call, &facts).await;
+                facts.set_ticket(ticket);
+            }
         }
         next.run(req).await
+    }
+}
+
+/// The ticket of `user`'s claim covering `call` (its target's hosts, or the target itself), as
+/// `kind = "claimed"`; a store failure is a problem shown with the denial (fail closed: no ticket).
+async fn claimed(
+    claims: &ChangeControl,
+    user: &str,
+    call: &GuardedCall,
+    facts: &Facts,
+) -> Option<TicketFacts> {
+    let mut hosts = facts
+        .snapshot
+        .policies
+        .hosts_of(&call.target.mo_type, &call.target.value);
+    hosts.push(call.target.value.clone());
+    match claims
+        .covering_claim(user, &call.method, &hosts, SystemTime::now())
+        .await
+    {
+        Ok(Some(claim)) => {
+            let mut context = claim.ticket_context.clone();
+            if let Some(record) = context.as_object_mut() {
+                record.insert("kind".into(), "claimed".into());
+                record.insert("claim".into(), claim.id.clone().into());
+                record.insert("claimed_kind".into(), claim.ticket_kind.clone().into());
+                // The claim covers this host and action: checked just now.
+                record.insert("covers_target".into(), true.into());
+                record.insert("covers_action".into(), true.into());
+            }
+            tracing::debug!(claim = %claim.id, ticket = %claim.ticket_id, "ticket from a claim");
+            Some(TicketFacts {
+                context: Some(context),
+                problem: None,
+                id: Some(claim.ticket_id),
+                kind: None,
+                raw_digest: [0; 32],
+                claim: Some(claim.id),
+            })
+        }
+        Ok(None) => None,
+        Err(err) => Some(TicketFacts {
+            problem: Some(format!(
+                "vcguard cannot read ticket claims ({err}); send the ticket in a header or try again later"
+            )),
+            ..TicketFacts::default()
+        }),
     }
 }
 
@@ -141,6 +210,7 @@ fn facts_of(check: TicketCheck) -> TicketFacts {
             id: Some(ticket.id.clone()),
             kind: Some(ticket.kind),
             raw_digest: [0; 32],
+            claim: None,
         },
         TicketCheck::Invalid { id, kind, .. } => TicketFacts {
             context: None,
@@ -148,6 +218,7 @@ fn facts_of(check: TicketCheck) -> TicketFacts {
             id,
             kind: Some(kind),
             raw_digest: [0; 32],
+            claim: None,
         },
     }
 }

@@ -16,11 +16,24 @@ pub struct PolicyHit {
     pub reason: Option<String>,
 }
 
+/// A denial that an approval can lift: only `@approval("group")` forbids denied the call and
+/// an enforced permit matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalNeed {
+    /// The group whose members may approve (the policies' `@approval`).
+    pub group: String,
+    /// The `@approval` forbids that matched.
+    pub policies: Vec<PolicyHit>,
+}
+
 /// The engine's decision on one guarded call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     /// True only when an enforced permit matched, no enforced forbid matched and nothing erred.
     pub allowed: bool,
+    /// Set on a deny that an approval of this group can lift ("needs approval").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalNeed>,
     /// The vim method decided on (used in the texts).
     pub action: String,
     /// Deny: the forbids that matched (empty when no permit matched); allow: the permits.
@@ -43,6 +56,7 @@ impl Decision {
     pub(crate) fn error(action: &str, hash: &str, errors: Vec<String>) -> Self {
         Self {
             allowed: false,
+            approval: None,
             action: action.to_string(),
             determining: Vec::new(),
             monitor_hits: Vec::new(),
@@ -140,6 +154,13 @@ pub fn explain(set: &PolicySet, request: &PolicyRequest) -> String {
     } else {
         let _ = writeln!(out, "forbidden by:");
         write_hits(&mut out, &decision.determining);
+        if let Some(need) = &decision.approval {
+            let _ = writeln!(
+                out,
+                "needs approval: a member of {} (not the caller) can approve this call; it then passes",
+                need.group
+            );
+        }
     }
     let _ = writeln!(out, "monitor (would deny):");
     if decision.monitor_hits.is_empty() {

@@ -10,7 +10,7 @@ use cedar_policy::{
     Request,
 };
 
-use super::decision::{Decision, PolicyHit};
+use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
 use super::index::{ActionSlice, EntityTypes, entity};
 use super::request::{PolicyRequest, Principal};
@@ -25,6 +25,8 @@ pub(crate) struct PolicyMeta {
     pub(crate) location: String,
     /// True for `@mode("monitor")` policies.
     pub(crate) monitor: bool,
+    /// The approver group of an `@approval("group")` forbid.
+    pub(crate) approval: Option<String>,
 }
 
 /// A validated set of policies with its schema and entities; immutable, share it via `Arc`.
@@ -133,6 +135,21 @@ impl PolicySet {
         hosts
     }
 
+    /// The groups `entities.json` makes the user `name` a member of (directly or through
+    /// other groups), sorted.
+    pub fn groups_of_user(&self, name: &str) -> Vec<String> {
+        let user = entity(&self.types.user, name);
+        let Some(ancestors) = self.entities.ancestors(&user) else {
+            return Vec::new();
+        };
+        let mut groups: Vec<String> = ancestors
+            .filter(|a| a.type_name().basename() == "Group")
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        groups.sort();
+        groups
+    }
+
     /// Decides on one call. Never panics; any validation or evaluation error denies.
     ///
     /// Only the policies whose action scope can match the request's method are evaluated
@@ -143,7 +160,18 @@ impl PolicySet {
             Some(slice) if self.guarded_set.contains(action_name) => slice,
             _ => return self.not_a_method(action_name),
         };
-        self.decide(request, slice)
+        self.decide(request, slice, false)
+    }
+
+    /// Decides on a call whose approval was granted: its `@approval` forbids are lifted; every
+    /// other policy (including ones reading `context.approval`) decides as usual.
+    pub fn evaluate_approved(&self, request: &PolicyRequest) -> Decision {
+        let action_name = request.action.as_str();
+        let slice = match self.slices.get(action_name) {
+            Some(slice) if self.guarded_set.contains(action_name) => slice,
+            _ => return self.not_a_method(action_name),
+        };
+        self.decide(request, slice, true)
     }
 
     /// [`Self::evaluate`] against the whole enforced and monitor sets, unsliced: the
@@ -158,8 +186,9 @@ impl PolicySet {
             action: slice.action.clone(),
             enforced: self.enforced.clone(),
             monitor: self.monitor.clone(),
+            approvable: slice.approvable.clone(),
         };
-        self.decide(request, &whole)
+        self.decide(request, &whole, false)
     }
 
     /// The deny for an action that is not a declared method.
@@ -175,7 +204,7 @@ impl PolicySet {
     }
 
     /// Decides on one call with the policies of `slice`.
-    fn decide(&self, request: &PolicyRequest, slice: &ActionSlice) -> Decision {
+    fn decide(&self, request: &PolicyRequest, slice: &ActionSlice, approved: bool) -> Decision {
         let action_name = request.action.as_str();
         let prepared = match self.prepare(request, &slice.action) {
             Ok(prepared) => prepared,
@@ -183,9 +212,13 @@ impl PolicySet {
         };
         let (cedar_request, entities) = prepared;
 
+        let enforced = match (&slice.approvable, approved) {
+            (Some(approvable), true) => approvable,
+            _ => &slice.enforced,
+        };
         let response = self
             .authorizer
-            .is_authorized(&cedar_request, &slice.enforced, &entities);
+            .is_authorized(&cedar_request, enforced, &entities);
         let errors: Vec<String> = response
             .diagnostics()
             .errors()
@@ -221,8 +254,14 @@ impl PolicySet {
             (self.hits_from_ids(ids), monitor_errors)
         };
 
+        let approval = if !allowed && !approved && errors.is_empty() {
+            self.approval_need(&determining, slice, &cedar_request, &entities)
+        } else {
+            None
+        };
         Decision {
             allowed,
+            approval,
             action: action_name.to_string(),
             determining,
             monitor_hits,
@@ -231,6 +270,32 @@ impl PolicySet {
             policy_set_hash: self.hash.clone(),
             refusal: None,
         }
+    }
+
+    /// The approval that would let a denied call through: every determining forbid carries
+    /// `@approval` naming one group, and without them an enforced permit matches cleanly.
+    fn approval_need(
+        &self,
+        determining: &[PolicyHit],
+        slice: &ActionSlice,
+        request: &Request,
+        entities: &Entities,
+    ) -> Option<ApprovalNeed> {
+        let approvable = slice.approvable.as_ref()?;
+        let mut groups = determining
+            .iter()
+            .map(|hit| self.meta.get(&hit.id).and_then(|m| m.approval.as_deref()));
+        let group = groups.next()??;
+        if !groups.all(|g| g == Some(group)) {
+            return None;
+        }
+        let response = self.authorizer.is_authorized(request, approvable, entities);
+        let permitted = response.decision() == cedar::Decision::Allow
+            && response.diagnostics().errors().next().is_none();
+        permitted.then(|| ApprovalNeed {
+            group: group.to_owned(),
+            policies: determining.to_vec(),
+        })
     }
 
     /// Builds the validated Cedar request and the entity store for it.

@@ -26,6 +26,9 @@ pub(crate) struct ActionSlice {
     pub(crate) enforced: cedar::PolicySet,
     /// The monitor-mode policies whose action scope can match the method, in load order.
     pub(crate) monitor: cedar::PolicySet,
+    /// `enforced` without its `@approval` forbids, when it has any: what decides a call
+    /// whose approval was granted (and whether a permit would match without them).
+    pub(crate) approvable: Option<cedar::PolicySet>,
 }
 
 /// The decision index of a loaded set: the per-method slices and the parsed type names.
@@ -35,8 +38,12 @@ pub(crate) fn build(
     enforced: &cedar::PolicySet,
     monitor: &cedar::PolicySet,
     resource_types: &HashSet<String>,
+    approval_ids: &HashSet<String>,
 ) -> Result<(HashMap<String, ActionSlice>, EntityTypes), String> {
-    let slices = slice_by_action(schema, methods, enforced, monitor)?;
+    let mut slices = slice_by_action(schema, methods, enforced, monitor)?;
+    for slice in slices.values_mut() {
+        slice.approvable = without_approval(&slice.enforced, approval_ids)?;
+    }
     let types = EntityTypes::new(resource_types)?;
     Ok((slices, types))
 }
@@ -64,11 +71,34 @@ pub(crate) fn slice_by_action(
         let slice = ActionSlice {
             enforced: subset(enforced, &action, groups.as_ref())?,
             monitor: subset(monitor, &action, groups.as_ref())?,
+            approvable: None,
             action,
         };
         slices.insert(method.clone(), slice);
     }
     Ok(slices)
+}
+
+/// `set` without the policies named in `approval_ids`; `None` when it has none of them.
+fn without_approval(
+    set: &cedar::PolicySet,
+    approval_ids: &HashSet<String>,
+) -> Result<Option<cedar::PolicySet>, String> {
+    if !set
+        .policies()
+        .any(|p| approval_ids.contains(&p.id().to_string()))
+    {
+        return Ok(None);
+    }
+    let mut out = cedar::PolicySet::new();
+    for policy in set
+        .policies()
+        .filter(|p| !approval_ids.contains(&p.id().to_string()))
+    {
+        out.add(policy.clone())
+            .map_err(|e| format!("policy {}: {e}", policy.id()))?;
+    }
+    Ok(Some(out))
 }
 
 /// The policies of `set` (in order) whose action scope can match `action`.

@@ -246,7 +246,18 @@ fn a_policy_on_an_action_group_applies_to_its_methods_only() {
         None,
     );
     assert!(!legacy.allowed);
-    assert_eq!(legacy.determining[0].id, "no-lockdown-change-at-night");
+    let ids: Vec<&str> = legacy.determining.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "lockdown-disable-needs-approval",
+            "no-lockdown-change-at-night"
+        ]
+    );
+    assert!(
+        legacy.approval.is_none(),
+        "another forbid denies too: no approval lifts it"
+    );
     let reboot = at(
         "RebootHost_Task",
         Resource::new("HostSystem", "host-21"),

@@ -19,7 +19,7 @@ use super::{
 };
 
 /// Annotation keys a policy may carry; anything else is a (likely misspelt) load error.
-const KNOWN_ANNOTATIONS: &[&str] = &["id", "reason", "mode", "description"];
+const KNOWN_ANNOTATIONS: &[&str] = &["id", "reason", "mode", "description", "approval"];
 
 /// Methods the gateway guards from day one; the schema must declare them.
 const REQUIRED_ACTIONS: &[&str] = &["EnterMaintenanceMode_Task", "ChangeLockdownMode"];
@@ -183,6 +183,11 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         &enforced,
         &monitor,
         &resource_types,
+        &meta
+            .iter()
+            .filter(|(_, m)| m.approval.is_some())
+            .map(|(id, _)| id.clone())
+            .collect(),
     )
     .map_err(|e| LoadErrors::one(LoadError::general(e)))?;
     Ok(PolicySet {
@@ -305,6 +310,8 @@ struct ParsedPolicy<'a> {
     offset: usize,
     monitor: bool,
     reason: Option<String>,
+    /// The `@approval("group")` annotation.
+    approval: Option<String>,
 }
 
 impl ParsedPolicy<'_> {
@@ -373,6 +380,7 @@ fn parse_policy_file<'a>(
             offset,
             monitor: false,
             reason: policy.annotation("reason").map(str::to_string),
+            approval: policy.annotation("approval").map(|g| g.trim().to_string()),
         };
         for (key, _) in policy.annotations() {
             if !KNOWN_ANNOTATIONS.contains(&key) {
@@ -416,6 +424,23 @@ fn parse_policy_file<'a>(
                     "policy {}: unknown @mode(\"{other}\"): use \"monitor\" or \"enforce\"",
                     parsed.id
                 )));
+                continue;
+            }
+        }
+        if let Some(group) = &parsed.approval {
+            let problem = if policy.effect() == Effect::Permit {
+                Some("an @approval policy must be a forbid (its match is what an approval lifts)")
+            } else if parsed.monitor {
+                Some(
+                    "an @approval policy cannot be @mode(\"monitor\") (a monitor forbid never blocks)",
+                )
+            } else if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c == '"') {
+                Some("@approval names the approver group, e.g. @approval(\"change-approvers\")")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                errors.push(parsed.error(format!("policy {}: {problem}", parsed.id)));
                 continue;
             }
         }
@@ -479,6 +504,7 @@ fn assemble(
                 reason: p.reason.clone(),
                 location: p.location(),
                 monitor: p.monitor,
+                approval: p.approval.clone(),
             },
         );
     }

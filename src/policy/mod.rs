@@ -22,7 +22,7 @@ mod testcases;
 #[cfg(test)]
 mod tests;
 
-pub use decision::{Decision, PolicyHit, explain};
+pub use decision::{ApprovalNeed, Decision, PolicyHit, explain};
 pub use engine::PolicySet;
 pub use error::{LoadError, LoadErrors};
 pub use request::{

@@ -18,7 +18,9 @@
 //! name = "strict lockdown is refused"
 //! action = "ChangeLockdownMode"
 //! resource = 'HostAccessManager::"ham-21"'
-//! expect = "deny"                    # allow | deny
+//! expect = "deny"                    # allow | deny | approval (denied until approved)
+//! # approval_group = "change-approvers"  # with expect = "approval": the group asked
+//! # approved = true                  # decide as a call whose approval was granted
 //! policies = ["lockdown-no-strict"]  # the determining policy ids (as a set); default []
 //! monitor = []                       # the would-deny monitor ids (as a set); default []
 //! # error_contains = "overflow"      # required when the decision carries errors
@@ -123,6 +125,8 @@ impl fmt::Display for TestReport {
 enum Expect {
     Allow,
     Deny,
+    /// Denied, but an approval of the `@approval` group would lift it.
+    Approval,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +154,9 @@ struct CaseSpec {
     #[serde(default)]
     monitor: Vec<String>,
     error_contains: Option<String>,
+    approval_group: Option<String>,
+    #[serde(default)]
+    approved: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,9 +246,28 @@ pub fn run_tests(dir: &Path) -> Result<TestReport, LoadErrors> {
 /// Builds the case's request, evaluates it and compares; `Err` carries the failure text.
 fn run_case(set: &PolicySet, defaults: &Defaults, case: &CaseSpec) -> Result<(), String> {
     let request = build_request(defaults, case)?;
-    let decision = set.evaluate(&request);
+    let decision = if case.approved {
+        set.evaluate_approved(&request)
+    } else {
+        set.evaluate(&request)
+    };
     let mut problems = Vec::new();
 
+    let got_group = decision.approval.as_ref().map(|need| need.group.as_str());
+    match (&case.expect, got_group) {
+        (Expect::Approval, None) => problems.push("expected a denial an approval can lift".into()),
+        (Expect::Approval, Some(group)) => {
+            if let Some(want) = &case.approval_group
+                && want != group
+            {
+                problems.push(format!("approval group: expected {want}, got {group}"));
+            }
+        }
+        (_, Some(group)) => problems.push(format!(
+            "the call needs an approval of {group} (expect = \"approval\")"
+        )),
+        (_, None) => {}
+    }
     let expected_allow = case.expect == Expect::Allow;
     if decision.allowed != expected_allow {
         problems.push(format!(

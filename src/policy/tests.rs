@@ -157,6 +157,7 @@ fn shipped_policies_load() {
             "carrier-outlives-ticket",
             "dcui-access-needs-ticket",
             "effect-unknown",
+            "lockdown-disable-needs-approval",
             "lockdown-no-strict",
             "maintenance-needs-ticket",
             "vsan-no-action-monitor"
@@ -492,6 +493,10 @@ fn user_attributes_from_entities_are_kept_when_groups_are_added() {
     let entities = entities.replace(
         r#""id": "VSPHERE.LOCAL\\Administrator" }, "attrs": {}"#,
         r#""id": "VSPHERE.LOCAL\\Administrator" }, "attrs": { "team": "platform" }"#,
+    );
+    let entities = entities.replace(
+        r#""id": "VSPHERE.LOCAL\\approver" }, "attrs": {}"#,
+        r#""id": "VSPHERE.LOCAL\\approver" }, "attrs": { "team": "change" }"#,
     );
     fs::write(tmp.path().join(ENTITIES_FILE), entities).expect("write");
     fs::write(
@@ -1025,6 +1030,7 @@ fn denial_text_variants() {
     };
     let mut d = Decision {
         allowed: false,
+        approval: None,
         action: "ChangeLockdownMode".to_string(),
         determining: vec![hit("a", Some("reason a")), hit("b", None)],
         monitor_hits: vec![],
@@ -1074,4 +1080,48 @@ fn explain_describes_the_decision() {
         text.contains("monitor (would deny):\n  - vsan-no-action-monitor: "),
         "{text}"
     );
+}
+
+#[test]
+fn approval_forbids_need_an_approval_only_when_they_alone_deny() {
+    let set = load_ok(&shipped_dir());
+    let d = set.evaluate(&lockdown("lockdownDisabled"));
+    assert!(!d.allowed);
+    let need = d.approval.as_ref().expect("needs approval");
+    assert_eq!(need.group, "change-approvers");
+    assert_eq!(ids(&d.determining), ["lockdown-disable-needs-approval"]);
+    let approved = set.evaluate_approved(&lockdown("lockdownDisabled"));
+    assert!(approved.allowed, "{approved:?}");
+    // Another forbid alongside: a plain deny, no approval can lift it.
+    let tmp = shipped_copy();
+    fs::write(
+        tmp.path().join("freeze.cedar"),
+        "@id(\"freeze\")\nforbid (principal, action == VSphere::Action::\"ChangeLockdownMode\", resource);\n",
+    )
+    .expect("write");
+    let frozen = load_ok(tmp.path()).evaluate(&lockdown("lockdownDisabled"));
+    assert!(!frozen.allowed && frozen.approval.is_none(), "{frozen:?}");
+}
+
+#[test]
+fn approval_annotations_are_checked_at_load() {
+    for (policy, needle) in [
+        (
+            "@id(\"p\")\n@approval(\"g\")\npermit (principal, action, resource);\n",
+            "must be a forbid",
+        ),
+        (
+            "@id(\"m\")\n@mode(\"monitor\")\n@approval(\"g\")\nforbid (principal, action, resource);\n",
+            "cannot be @mode",
+        ),
+        (
+            "@id(\"e\")\n@approval(\"\")\nforbid (principal, action, resource);\n",
+            "names the approver group",
+        ),
+    ] {
+        let tmp = shipped_copy();
+        fs::write(tmp.path().join("extra.cedar"), policy).expect("write");
+        let errors = load_err(tmp.path()).to_string();
+        assert!(errors.contains(needle), "{policy}: {errors}");
+    }
 }

@@ -80,7 +80,11 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            users: vec![("administrator@vsphere.local".into(), "VMware1!".into())],
+            users: vec![
+                ("administrator@vsphere.local".into(), "VMware1!".into()),
+                // The demo's second person, in the group change-approvers (policies/entities.json).
+                ("approver@vsphere.local".into(), "VMware1!".into()),
+            ],
             response_delay: None,
             task_duration: Duration::ZERO,
             secure_cookie: true,

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use vcguard::audit::AuditConfig;
 use vcguard::config::{IdentitySection, UpstreamTrust};
 use vcguard::gate::forward::UpstreamOptions;
-use vcguard::gateway::{Gateway, GatewayParts, TicketSettings, load_policies};
+use vcguard::gateway::{Gateway, GatewayParts, StateSettings, TicketSettings, load_policies};
 use vcguard::server::ConnectionLimits;
 use vcguard::ticket::TicketConfig;
 use vcguard::tls::{SelfSigned, upstream_client_config};
@@ -54,6 +54,7 @@ impl EdgeGateway {
             identity_token: None,
             tickets: TicketSettings::from_config(&TicketConfig::default()).expect("tickets"),
             audit: AuditConfig::new(audit_dir.path().join("audit.jsonl"), vec![7; 32], "edge"),
+            state: StateSettings::sqlite(audit_dir.path().join("state.db")),
         };
         let gateway = Gateway::bind(parts).await.expect("gateway binds");
         let (addr, admin) = (gateway.local_addr(), gateway.admin_addr());

@@ -1,6 +1,7 @@
 //! Shared end-to-end harness: a simulator and a gateway on loopback port 0, real TLS both ways.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod console;
 pub mod servicenow;
 pub mod vcsim;
 
@@ -16,7 +17,7 @@ use vcguard::config::IdentitySection;
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::gate::forward::UpstreamOptions;
 use vcguard::gateway::{
-    Gateway, GatewayParts, TicketSettings, identity_token_verifier, load_policies,
+    Gateway, GatewayParts, StateSettings, TicketSettings, identity_token_verifier, load_policies,
 };
 use vcguard::identity::IdentityTokenConfig;
 use vcguard::server::ConnectionLimits;
@@ -42,6 +43,8 @@ pub struct Options {
     pub identity_token: Option<IdentityTokenConfig>,
     pub audit_rotate_bytes: Option<u64>,
     pub max_upstream_connections: Option<usize>,
+    /// The state store; default: an SQLite file in the harness's temporary directory.
+    pub state: Option<StateSettings>,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             identity_token: None,
             audit_rotate_bytes: None,
             max_upstream_connections: None,
+            state: None,
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct Harness {
     pub gateway_cert: SelfSigned,
     /// The gateway's audit log (in a temporary directory that lives as long as the harness).
     pub audit_path: PathBuf,
+    /// The gateway's approvals and claims.
+    pub control: vcguard::approval::ChangeControl,
     _audit_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<bool>>,
@@ -95,8 +101,14 @@ impl Harness {
         let log_dir = audit_dir.path().join("log");
         std::fs::create_dir(&log_dir).expect("log dir");
         let audit_path = log_dir.join("audit.jsonl");
-        let (harness_parts, gateway_cert) = gateway_parts(upstream, &options, audit_path.clone());
+        let (mut harness_parts, gateway_cert) =
+            gateway_parts(upstream, &options, audit_path.clone());
+        harness_parts.state = options
+            .state
+            .clone()
+            .unwrap_or_else(|| StateSettings::sqlite(audit_dir.path().join("state.db")));
         let gateway = Gateway::bind(harness_parts).await.expect("gateway binds");
+        let control = gateway.change_control();
         let (gateway_addr, admin) = (gateway.local_addr(), gateway.admin_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.run(async move {
@@ -108,6 +120,7 @@ impl Harness {
             admin,
             gateway_cert,
             audit_path,
+            control,
             _audit_dir: audit_dir,
             stop: Some(stop),
             task: Some(task),
@@ -210,6 +223,7 @@ fn gateway_parts(
                 .unwrap_or(vcguard::audit::DEFAULT_ROTATE_BYTES),
             ..AuditConfig::new(audit_path, vec![7; 32], "vcguard-test")
         },
+        state: StateSettings::sqlite(std::env::temp_dir().join("vcguard-unused-state.db")),
     };
     (parts, cert)
 }
