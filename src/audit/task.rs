@@ -1,5 +1,5 @@
-//! The writer task: batches submitted records (group commit), runs the writes on the
-//! blocking pool, fsyncs on schedule, and backs off while the disk fails (one log line
+//! The writer task: batches submitted records (group commit), writes them on its own thread
+//! (`writer::spawn_writer_thread`), fsyncs on schedule, and backs off while the disk fails (one log line
 //! per state change, the backlog written in pieces once it recovers).
 
 use std::collections::VecDeque;
@@ -14,7 +14,7 @@ use super::AuditError;
 use super::file::{Failure, Spec, Writer};
 use super::health::{DropSpan, Health};
 use super::record::{GapBody, Prepared};
-use super::writer::{Ack, Msg, Shared, blocking};
+use super::writer::{Ack, Msg, Shared};
 
 /// Most records taken from the queue for one batch.
 const MAX_BATCH: usize = 8192;
@@ -59,22 +59,20 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Runs `work` on the writer in the blocking pool and hands the writer back; `None` (logged)
-/// when the blocking task died.
-async fn on_writer<T: Send + 'static>(
+/// Runs `work` on the writer, in place: the loop has its thread to itself, so a blocking
+/// write or fsync delays only the records queued behind it. `None` (logged) when it panicked.
+fn on_writer<T>(
     mut writer: Box<Writer>,
     path: &Path,
-    work: impl FnOnce(&mut Writer) -> T + Send + 'static,
+    work: impl FnOnce(&mut Writer) -> T,
 ) -> Option<(Box<Writer>, T)> {
-    match blocking(move || {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let out = work(&mut writer);
         (writer, out)
-    })
-    .await
-    {
+    })) {
         Ok(done) => Some(done),
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "audit writer failed");
+        Err(_) => {
+            tracing::error!(path = %path.display(), "audit writer panicked");
             None
         }
     }
@@ -305,7 +303,7 @@ pub(super) async fn run(
         }
 
         if !reopens.is_empty() {
-            let Some((w, result)) = on_writer(writer, &path, Writer::reopen_now).await else {
+            let Some((w, result)) = on_writer(writer, &path, Writer::reopen_now) else {
                 return;
             };
             writer = w;
@@ -362,7 +360,7 @@ pub(super) async fn run(
             let mut sync_failed = false;
             if specs.is_empty() {
                 if must_sync && writer.unsynced {
-                    let Some((w, result)) = on_writer(writer, &path, Writer::sync).await else {
+                    let Some((w, result)) = on_writer(writer, &path, Writer::sync) else {
                         return;
                     };
                     writer = w;
@@ -394,8 +392,7 @@ pub(super) async fn run(
                         let results = w.commit(&piece_specs, must_sync);
                         (piece_specs, results)
                     };
-                    let Some((w, (specs_back, results))) = on_writer(writer, &path, commit).await
-                    else {
+                    let Some((w, (specs_back, results))) = on_writer(writer, &path, commit) else {
                         return;
                     };
                     writer = w;

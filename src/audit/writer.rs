@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::AuditError;
 use super::file::{Spec, Writer};
@@ -224,23 +223,24 @@ impl fmt::Debug for AuditLog {
     }
 }
 
-/// The spawned writer task; await it to learn when the writer has ended.
+/// The writer's thread; await it to learn when the writer has ended.
 #[derive(Debug)]
 pub struct AuditTask {
-    handle: JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
+    ended: oneshot::Receiver<()>,
 }
 
 impl AuditTask {
     /// Waits until the writer has ended (after `close`, or when every handle is dropped).
     pub async fn wait(self) -> Result<(), AuditError> {
-        self.handle
+        self.ended
             .await
-            .map_err(|e| AuditError::WriterGone(e.to_string()))
+            .map_err(|_| AuditError::WriterGone("the audit writer thread ended abnormally".into()))
     }
 
     /// Whether the writer has ended.
     pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
+        self.thread.is_finished()
     }
 }
 
@@ -278,14 +278,14 @@ impl AuditLog {
             checkpoint_every: config.checkpoint_every,
             sync_every: config.sync_every,
         };
-        let handle = tokio::spawn(run(writer, rx, permits.clone(), timing, shared.clone()));
+        let task = spawn_writer_thread(writer, rx, permits.clone(), timing, shared.clone())?;
         Ok((
             AuditLog {
                 tx,
                 permits,
                 shared,
             },
-            AuditTask { handle },
+            task,
         ))
     }
 
@@ -460,6 +460,31 @@ impl AuditLog {
             .commits
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// Runs the writer loop on its own thread, where a write(2) or fsync blocks nothing else: a
+/// caller waiting for its record costs one hand-off there and one back, not a trip through
+/// the blocking pool as well.
+fn spawn_writer_thread(
+    writer: Box<Writer>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    permits: Arc<Semaphore>,
+    timing: Timing,
+    shared: Arc<Shared>,
+) -> Result<AuditTask, AuditError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| AuditError::WriterGone(format!("cannot start the audit writer: {e}")))?;
+    let (done, ended) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("vcguard-audit".into())
+        .spawn(move || {
+            runtime.block_on(run(writer, rx, permits, timing, shared));
+            let _ = done.send(());
+        })
+        .map_err(|e| AuditError::WriterGone(format!("cannot start the audit writer: {e}")))?;
+    Ok(AuditTask { thread, ended })
 }
 
 pub(super) async fn blocking<T: Send + 'static>(
