@@ -20,6 +20,8 @@ pub struct EdgeGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub cert: SelfSigned,
+    /// The gateway's audit log (in a temporary directory that lives as long as this value).
+    pub audit_path: std::path::PathBuf,
     _audit_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<bool>>,
@@ -41,6 +43,7 @@ impl EdgeGateway {
         tune(&mut upstream);
         let cert = SelfSigned::generate(&["localhost"]).expect("gateway cert");
         let audit_dir = tempfile::tempdir().expect("audit dir");
+        let audit_path = audit_dir.path().join("audit.jsonl");
         let parts = GatewayParts {
             listen: any,
             admin_listen: any,
@@ -53,7 +56,7 @@ impl EdgeGateway {
             identity: IdentitySection::default(),
             identity_token: None,
             tickets: TicketSettings::from_config(&TicketConfig::default()).expect("tickets"),
-            audit: AuditConfig::new(audit_dir.path().join("audit.jsonl"), vec![7; 32], "edge"),
+            audit: AuditConfig::new(audit_path.clone(), vec![7; 32], "edge"),
             state: StateSettings::sqlite(audit_dir.path().join("state.db")),
         };
         let gateway = Gateway::bind(parts).await.expect("gateway binds");
@@ -66,6 +69,7 @@ impl EdgeGateway {
             addr,
             admin,
             cert,
+            audit_path,
             _audit_dir: audit_dir,
             stop: Some(stop),
             task: Some(task),
