@@ -40,7 +40,7 @@ async fn dying_vcenter() -> std::net::SocketAddr {
             .expect("part of the body");
         socket.flush().await.expect("flush");
         // vCenter's process dies: the connection is reset, the rest never comes.
-        socket.set_linger(Some(Duration::ZERO)).expect("linger");
+        socket.set_zero_linger().expect("linger");
         drop(socket);
     });
     addr
