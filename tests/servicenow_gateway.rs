@@ -234,3 +234,84 @@ async fn after_the_cache_ttl_the_ticket_is_looked_up_again() {
     );
     assert!(harness.shutdown().await);
 }
+
+/// `EnterMaintenanceMode_Task` on `host` with no ticket header (a client that cannot send one).
+async fn enter_maintenance_unticketed(
+    harness: &Harness,
+    session: &str,
+    host: &str,
+) -> (u16, String) {
+    let response = harness
+        .client()
+        .post(format!(
+            "{}/HostSystem/{host}/EnterMaintenanceMode_Task",
+            harness.vim()
+        ))
+        .header("vmware-api-session-id", session)
+        .json(&serde_json::json!({"timeout": 0}))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_claimed_ticket_is_checked_in_servicenow_when_claimed_and_when_used() {
+    let stand_in = StandIn::start(&format!("Bearer {TOKEN}")).await;
+    stand_in.add(Change::new(
+        "CHG0012345",
+        -1,
+        window(-60, 3600),
+        "esx-21.example.test",
+    ));
+    stand_in.add(Change::new(
+        "CHG0012346",
+        -2,
+        window(-60, 3600),
+        "esx-21.example.test",
+    ));
+    let dir = tempfile::tempdir().expect("dir");
+    let harness = gateway(&stand_in, dir.path(), 1).await;
+    let session = harness.login(&harness.client()).await;
+    let claim = |ticket: &'static str| {
+        harness
+            .client()
+            .post(format!("{}/vcguard/api/v1/ticket-claims", harness.base()))
+            .header("vmware-api-session-id", &session)
+            .json(&serde_json::json!({"ticket": ticket, "hosts": ["host-21"], "ttl_secs": 600}))
+            .send()
+    };
+
+    // A change that is only scheduled cannot be claimed; ServiceNow's answer says why.
+    let refused = claim("CHG0012346").await.expect("claim request");
+    let status = refused.status().as_u16();
+    let body: Value = refused.json().await.expect("JSON error");
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("in state scheduled, not implement")),
+        "{body}"
+    );
+
+    // CHG0012345 is in Implement: claimed, and a call with no ticket header uses the claim.
+    let claimed = claim("CHG0012345").await.expect("claim request");
+    assert!(claimed.status().is_success(), "{:?}", claimed.text().await);
+    let (status, body) = enter_maintenance_unticketed(&harness, &session, "host-21").await;
+    assert!(
+        reached_vcenter(status, &body),
+        "the claim authorises: {status} {body}"
+    );
+
+    // The change leaves Implement: once the cached answer expires, the claim no longer authorises.
+    stand_in.set_state("CHG0012345", 0);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let (status, body) = enter_maintenance_unticketed(&harness, &session, "host-21").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        faultstring(&body).contains("CHG0012345 is in state review, not implement"),
+        "{}",
+        faultstring(&body)
+    );
+}
