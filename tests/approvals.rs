@@ -39,34 +39,7 @@ fn decider(user: &str) -> Decider {
 }
 
 fn approval_id(text: &str) -> String {
-    let start = text.find("apr-").expect("an approval id in the text");
-    text[start..start + 16].to_owned()
-}
-
-async fn json_lockdown(
-    harness: &Harness,
-    client: &reqwest::Client,
-    token: &str,
-    ham: &str,
-    mode: &str,
-) -> (u16, String) {
-    let response = client
-        .post(format!(
-            "{}/HostAccessManager/{ham}/ChangeLockdownMode",
-            harness.vim()
-        ))
-        .header("vmware-api-session-id", token)
-        .json(&json!({"_typeName": "ChangeLockdownModeRequestType", "mode": mode}))
-        .send()
-        .await
-        .expect("lockdown call");
-    let status = response.status().as_u16();
-    let body = response.text().await.expect("body");
-    let text = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| v["faultstring"].as_str().map(str::to_owned))
-        .unwrap_or(body);
-    (status, text)
+    common::console::approval_id(text).expect("an approval id in the text")
 }
 
 fn soap_envelope(method_xml: &str) -> String {
@@ -159,10 +132,11 @@ async fn json_disable_lockdown_needs_another_members_approval_and_passes_once() 
     let token = harness.login(&client).await;
     let control = &harness.control;
 
-    let (status, text) = json_lockdown(&harness, &client, &token, "ham-21", "lockdownNormal").await;
+    let (status, text) =
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownNormal").await;
     assert_eq!(status, 204, "{text}");
     let (status, text) =
-        json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     assert_eq!(status, 500, "{text}");
     assert!(
         text.contains("policy lockdown-disable-needs-approval"),
@@ -184,7 +158,7 @@ async fn json_disable_lockdown_needs_another_members_approval_and_passes_once() 
     );
     // The same call again: the same pending request.
     let (status, again) =
-        json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     assert_eq!(status, 500);
     assert_eq!(approval_id(&again), id);
 
@@ -229,19 +203,19 @@ async fn json_disable_lockdown_needs_another_members_approval_and_passes_once() 
 
     // A different call (another host) is not covered.
     let (status, other) =
-        json_lockdown(&harness, &client, &token, "ham-22", "lockdownDisabled").await;
+        common::console::lockdown(&harness, &client, &token, "ham-22", "lockdownDisabled").await;
     assert_eq!(status, 500);
     assert_ne!(approval_id(&other), id);
 
     let (status, text) =
-        json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     assert_eq!(status, 204, "the approved call passes: {text}");
     assert_eq!(
         harness.sim().simulator.lockdown_mode("ham-21").as_deref(),
         Some("lockdownDisabled")
     );
     let (status, text) =
-        json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     assert_eq!(status, 500, "one use only: {text}");
     assert_ne!(approval_id(&text), id, "a new request");
     assert_eq!(
@@ -399,7 +373,8 @@ async fn pending_requests_and_unused_approvals_expire() {
     let token = harness.login(&client).await;
     let control = &harness.control;
 
-    let (_, text) = json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+    let (_, text) =
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     let stale = approval_id(&text);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let err = control
@@ -416,7 +391,8 @@ async fn pending_requests_and_unused_approvals_expire() {
     await_record(&harness, "expired", approval_event(&stale, "expired")).await;
 
     // Approved but not used within the window.
-    let (_, text) = json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+    let (_, text) =
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     let late = approval_id(&text);
     assert_ne!(late, stale);
     control
@@ -431,7 +407,7 @@ async fn pending_requests_and_unused_approvals_expire() {
         .expect("approve");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, text) =
-        json_lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownDisabled").await;
     assert_eq!(status, 500, "the window is over: {text}");
     await_record(&harness, "window expired", approval_event(&late, "expired")).await;
 }
@@ -559,7 +535,8 @@ async fn an_unreachable_state_store_refuses_calls_that_need_it_and_passes_the_re
     let token = harness.login(&client).await;
 
     // Pass-through and calls no approval is needed for still work.
-    let (status, text) = json_lockdown(&harness, &client, &token, "ham-21", "lockdownNormal").await;
+    let (status, text) =
+        common::console::lockdown(&harness, &client, &token, "ham-21", "lockdownNormal").await;
     assert_eq!(status, 204, "{text}");
     let response = client
         .post(format!(

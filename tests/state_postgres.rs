@@ -10,7 +10,6 @@ mod common;
 use std::time::SystemTime;
 
 use common::{Harness, Options, shipped_policies};
-use serde_json::{Value, json};
 use vcguard::approval::ChangeControl;
 use vcguard::gateway::StateSettings;
 use vcguard::policy::PolicySet;
@@ -45,28 +44,11 @@ async fn disable_lockdown(
     client: &reqwest::Client,
     token: &str,
 ) -> (u16, String) {
-    let response = client
-        .post(format!(
-            "{}/HostAccessManager/ham-21/ChangeLockdownMode",
-            harness.vim()
-        ))
-        .header("vmware-api-session-id", token)
-        .json(&json!({"_typeName": "ChangeLockdownModeRequestType", "mode": "lockdownDisabled"}))
-        .send()
-        .await
-        .expect("call");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let text = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v["faultstring"].as_str().map(str::to_owned))
-        .unwrap_or(text);
-    (status, text)
+    common::console::lockdown(harness, client, token, "ham-21", "lockdownDisabled").await
 }
 
 fn approval_id(text: &str) -> String {
-    let start = text.find("apr-").expect("an approval id");
-    text[start..start + 16].to_owned()
+    common::console::approval_id(text).expect("an approval id")
 }
 
 #[tokio::test]
