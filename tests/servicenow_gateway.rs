@@ -42,18 +42,37 @@ async fn enter_maintenance(
     host: &str,
     ticket: &str,
 ) -> (u16, String, String) {
-    let response = harness
+    maintenance_call(harness, session, host, Some(ticket)).await
+}
+
+/// `EnterMaintenanceMode_Task` on `host` with no ticket header (a client that cannot send one).
+async fn enter_maintenance_unticketed(
+    harness: &Harness,
+    session: &str,
+    host: &str,
+) -> (u16, String) {
+    let (status, _, body) = maintenance_call(harness, session, host, None).await;
+    (status, body)
+}
+
+async fn maintenance_call(
+    harness: &Harness,
+    session: &str,
+    host: &str,
+    ticket: Option<&str>,
+) -> (u16, String, String) {
+    let mut request = harness
         .client()
         .post(format!(
             "{}/HostSystem/{host}/EnterMaintenanceMode_Task",
             harness.vim()
         ))
         .header("vmware-api-session-id", session)
-        .header("X-Change-Ticket", ticket)
-        .json(&serde_json::json!({"timeout": 0}))
-        .send()
-        .await
-        .expect("request");
+        .json(&serde_json::json!({"timeout": 0}));
+    if let Some(ticket) = ticket {
+        request = request.header("X-Change-Ticket", ticket);
+    }
+    let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     let id = response
         .headers()
@@ -233,27 +252,6 @@ async fn after_the_cache_ttl_the_ticket_is_looked_up_again() {
         "after the TTL: looked up again"
     );
     assert!(harness.shutdown().await);
-}
-
-/// `EnterMaintenanceMode_Task` on `host` with no ticket header (a client that cannot send one).
-async fn enter_maintenance_unticketed(
-    harness: &Harness,
-    session: &str,
-    host: &str,
-) -> (u16, String) {
-    let response = harness
-        .client()
-        .post(format!(
-            "{}/HostSystem/{host}/EnterMaintenanceMode_Task",
-            harness.vim()
-        ))
-        .header("vmware-api-session-id", session)
-        .json(&serde_json::json!({"timeout": 0}))
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
 }
 
 #[tokio::test]
