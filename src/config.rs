@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use crate::audit::{AuditConfig, OnFull, SyslogConfig};
+use crate::audit::{AuditConfig, OnFull, OutcomeWrite, SyslogConfig};
 use crate::gate::classify::ClassifyLimits;
 use crate::identity::IdentityTokenConfig;
 use crate::state::{ApprovalSettings, StateConfig, StateLocation};
@@ -349,6 +349,9 @@ pub struct AuditSection {
     pub keep_days: u32,
     /// What is refused with a 503 while the log cannot be written: `refuse_guarded` (default) or `refuse_all`.
     pub on_full: OnFull,
+    /// When a pass-through call's outcome record reaches the OS: `before_answer` (default; a crash of
+    /// the gateway cannot lose it) or `batched` (with the next batch, while the answer goes out).
+    pub outcome_write: OutcomeWrite,
     /// Forward every record to a syslog collector too (RFC 5424 over TCP or TLS).
     pub syslog: Option<SyslogSection>,
 }
@@ -368,6 +371,7 @@ impl Default for AuditSection {
             keep_files: 0,
             keep_days: 0,
             on_full: OnFull::default(),
+            outcome_write: OutcomeWrite::default(),
             syslog: None,
         }
     }
@@ -435,6 +439,7 @@ impl AuditSection {
         config.keep_files = self.keep_files;
         config.keep_days = self.keep_days;
         config.on_full = self.on_full;
+        config.outcome_write = self.outcome_write;
         config.syslog = self.syslog.as_ref().map(|s| {
             let mut syslog = SyslogConfig::new(&s.address);
             syslog.tls_ca = s.tls_ca.clone();
@@ -1042,6 +1047,21 @@ mod tests {
         let text = err.to_string();
         assert!(
             text.contains("server.cert") && text.contains("/nonexistent/cert.pem"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn outcome_write_defaults_to_before_answer_and_names_a_wrong_value() {
+        let cfg = config("[audit]\n").expect("parses");
+        assert_eq!(cfg.audit.outcome_write, OutcomeWrite::BeforeAnswer);
+        let cfg = config("[audit]\noutcome_write = \"batched\"\n").expect("parses");
+        assert_eq!(cfg.audit.outcome_write, OutcomeWrite::Batched);
+        let text = config("[audit]\noutcome_write = \"later\"\n")
+            .expect_err("unknown value")
+            .to_string();
+        assert!(
+            text.contains("outcome_write") && text.contains("before_answer"),
             "{text}"
         );
     }

@@ -299,22 +299,29 @@ async fn a_full_filesystem_refuses_guarded_calls_keeps_reads_flowing_and_recover
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn sigkill_under_load_loses_no_outcome_a_client_saw() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let active = work.path().join("audit.jsonl");
-    let sim = sim().await;
-    let config = write_config(work.path(), &sim.base_url(), &active, "");
-    let mut gw = GatewayProcess::start(&config).await;
-    let client = gw.client();
-    let token = gw.login(&client).await;
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// `clients` concurrent readers of at most `per_client` reads each (fewer when the gateway goes
+/// away); they collect the request ids of the reads answered 200.
+fn start_readers(
+    gw: &GatewayProcess,
+    client: &reqwest::Client,
+    token: &str,
+    clients: usize,
+    per_client: usize,
+) -> (Vec<tokio::task::JoinHandle<()>>, Seen) {
     let vim = gw.vim();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (client, vim, token, seen) = (client.clone(), vim.clone(), token.clone(), seen.clone());
-        clients.push(tokio::spawn(async move {
-            for _ in 0..100_000 {
+    let seen = Seen::default();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (client, vim, token, seen) = (
+            client.clone(),
+            vim.clone(),
+            token.to_owned(),
+            seen.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            for _ in 0..per_client {
                 let Ok(r) = client
                     .get(format!("{vim}/HostSystem/host-21/name"))
                     .header("vmware-api-session-id", &token)
@@ -337,16 +344,22 @@ async fn sigkill_under_load_loses_no_outcome_a_client_saw() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    gw.kill();
-    for c in clients {
-        let _ = c.await;
+    (handles, seen)
+}
+
+/// Waits for the readers; the request ids they saw answered.
+async fn answered(handles: Vec<tokio::task::JoinHandle<()>>, seen: Seen) -> Vec<String> {
+    for handle in handles {
+        let _ = handle.await;
     }
     let seen = seen.lock().expect("ids").clone();
-    assert!(!seen.is_empty(), "some reads were answered before the kill");
-    let mut gw = GatewayProcess::start(&config).await;
-    gw.stop();
-    let all = records_in(&vcguard::audit::log_set(&active).expect("set"));
+    assert!(!seen.is_empty(), "some reads were answered");
+    seen
+}
+
+/// Asserts that every answered request id has an outcome record in the log set of `active`.
+fn assert_every_answer_has_an_outcome(seen: &[String], active: &Path) {
+    let all = records_in(&vcguard::audit::log_set(active).expect("set"));
     let outcomes: std::collections::HashSet<&str> = all
         .iter()
         .filter(|r| r["kind"] == "outcome")
@@ -363,8 +376,51 @@ async fn sigkill_under_load_loses_no_outcome_a_client_saw() {
         seen.len(),
         missing.first()
     );
+}
+
+#[tokio::test]
+async fn sigkill_under_load_loses_no_outcome_a_client_saw() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let active = work.path().join("audit.jsonl");
+    let sim = sim().await;
+    let config = write_config(work.path(), &sim.base_url(), &active, "");
+    let mut gw = GatewayProcess::start(&config).await;
+    let client = gw.client();
+    let token = gw.login(&client).await;
+    let (readers, seen) = start_readers(&gw, &client, &token, 8, 100_000);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gw.kill();
+    let seen = answered(readers, seen).await;
+    let mut gw = GatewayProcess::start(&config).await;
+    gw.stop();
+    assert_every_answer_has_an_outcome(&seen, &active);
     let (ok, text) = verify(&[&active]);
     assert!(ok, "{text}");
     assert!(text.contains("unclean stop"), "{text}");
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn batched_outcomes_are_all_written_by_a_clean_stop() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let active = work.path().join("audit.jsonl");
+    let sim = sim().await;
+    let config = write_config(
+        work.path(),
+        &sim.base_url(),
+        &active,
+        "outcome_write = \"batched\"\n",
+    );
+    let mut gw = GatewayProcess::start(&config).await;
+    let client = gw.client();
+    let token = gw.login(&client).await;
+    let (readers, seen) = start_readers(&gw, &client, &token, 4, 200);
+    let seen = answered(readers, seen).await;
+    assert_eq!(seen.len(), 800, "every read was answered");
+    gw.stop();
+    assert_every_answer_has_an_outcome(&seen, &active);
+    let (ok, text) = verify(&[&active]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("unclean stop"), "{text}");
     sim.stop().await;
 }

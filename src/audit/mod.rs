@@ -10,6 +10,7 @@ mod chain;
 mod file;
 mod files;
 mod health;
+mod outcome_write;
 mod query;
 mod reader;
 mod record;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 
 pub use files::log_set;
 pub use health::{Health, OnFull};
+pub use outcome_write::OutcomeWrite;
 pub use query::{DecisionFilter, QueryFilter, UnknownDecision, parse_time, query, tail};
 pub use reader::log_files;
 pub use record::{

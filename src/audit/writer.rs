@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 use super::AuditError;
 use super::file::{Spec, Writer};
 use super::health::{Health, HealthCell, OnFull};
+use super::outcome_write::OutcomeWrite;
 use super::reader::RotatedName;
 use super::record::{AuditEvent, KeyedHash, Prepared};
 use super::redact::Redactor;
@@ -66,6 +67,8 @@ pub struct AuditConfig {
     pub keep_days: u32,
     /// What the gateway refuses while the log cannot be written.
     pub on_full: OnFull,
+    /// When a pass-through call's outcome reaches the OS, relative to its answer.
+    pub outcome_write: OutcomeWrite,
 }
 
 impl AuditConfig {
@@ -86,6 +89,7 @@ impl AuditConfig {
             keep_files: 0,
             keep_days: 0,
             on_full: OnFull::default(),
+            outcome_write: OutcomeWrite::default(),
         }
     }
 
@@ -138,6 +142,7 @@ impl fmt::Debug for AuditConfig {
             .field("keep_files", &self.keep_files)
             .field("keep_days", &self.keep_days)
             .field("on_full", &self.on_full)
+            .field("outcome_write", &self.outcome_write)
             .finish()
     }
 }
@@ -170,6 +175,7 @@ pub(super) struct Shared {
     pub(super) syslog: Option<SyslogSender>,
     pub(super) health: HealthCell,
     pub(super) on_full: OnFull,
+    pub(super) outcome_write: OutcomeWrite,
     #[cfg(test)]
     pub(super) faults: Faults,
 }
@@ -258,6 +264,7 @@ impl AuditLog {
             syslog,
             health: HealthCell::new(),
             on_full: config.on_full,
+            outcome_write: config.outcome_write,
             #[cfg(test)]
             faults: Faults::default(),
         });
@@ -402,6 +409,11 @@ impl AuditLog {
     /// What the gateway refuses while the log cannot be written (`[audit] on_full`).
     pub fn on_full(&self) -> OnFull {
         self.shared.on_full
+    }
+
+    /// When a pass-through call's outcome reaches the OS (`[audit] outcome_write`).
+    pub fn outcome_write(&self) -> OutcomeWrite {
+        self.shared.outcome_write
     }
 
     /// Whether the gateway must refuse a call now (503) because the log cannot be written:

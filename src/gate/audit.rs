@@ -15,8 +15,8 @@ use std::time::Instant;
 use http::{Request, Response, header};
 
 use crate::audit::{
-    AuditError, AuditEvent, AuditLog, CallRecord, OutcomeRecord, TicketKind as AuditTicketKind,
-    TicketRef, Verdict,
+    AuditError, AuditEvent, AuditLog, CallRecord, OutcomeRecord, OutcomeWrite,
+    TicketKind as AuditTicketKind, TicketRef, Verdict,
 };
 use crate::body::{ProxyBody, collect_capped, full};
 use crate::gate::error::GatewayError;
@@ -91,10 +91,12 @@ impl Step for Audit {
             latency_ms: Some(started.elapsed().as_millis() as u64),
             ..OutcomeRecord::new(call.clone())
         };
-        // On its way to the OS before the answer's head leaves: a crash of the gateway cannot lose
-        // it. While the log is failing it is queued instead (written, or counted as dropped and
-        // noted in a gap record, when space returns).
-        let written = if self.log.refuses(true) {
+        // By default on its way to the OS before the answer's head leaves: a crash of the gateway
+        // cannot lose it. Queued instead under `outcome_write = "batched"` and while the log is
+        // failing (then written, or counted as dropped and noted in a gap record, when space
+        // returns).
+        let queued = !facts.is_guarded() && self.log.outcome_write() == OutcomeWrite::Batched;
+        let written = if queued || self.log.refuses(true) {
             self.log.write(AuditEvent::Outcome(outcome)).await
         } else {
             self.log
