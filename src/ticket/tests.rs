@@ -11,9 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::mint::{SigningKey, mint_with, signing_key_from_pem};
-use super::pem::{
-    BIT_STRING, OBJECT_IDENTIFIER, OID_RSA_ENCRYPTION, SEQUENCE, der_tlv, der_unsigned, encode_pem,
-};
+use super::pem::encode_pem;
 use super::*;
 
 const ISSUER: &str = "https://change.example.test";
@@ -855,28 +853,16 @@ fn key_file_errors_name_the_file() {
         )
     );
 
-    let modulus = [0xc5u8; 128];
-    let pkcs1 = der_tlv(
-        SEQUENCE,
-        &[der_unsigned(&modulus), der_unsigned(&[1, 0, 1])].concat(),
+    let spki = aws_lc_rs::rsa::PublicKeyComponents {
+        n: &[0xc5u8; 128][..],
+        e: &[1u8, 0, 1][..],
+    };
+    let spki = aws_lc_rs::encoding::AsDer::as_der(&spki).expect("1024-bit SPKI");
+    let weak = write(
+        dir.path(),
+        "weak.pem",
+        &encode_pem("PUBLIC KEY", spki.as_ref()),
     );
-    let algorithm = der_tlv(
-        SEQUENCE,
-        &[
-            der_tlv(OBJECT_IDENTIFIER, OID_RSA_ENCRYPTION),
-            vec![0x05, 0x00],
-        ]
-        .concat(),
-    );
-    let spki = der_tlv(
-        SEQUENCE,
-        &[
-            algorithm,
-            der_tlv(BIT_STRING, &[&[0u8][..], &pkcs1].concat()),
-        ]
-        .concat(),
-    );
-    let weak = write(dir.path(), "weak.pem", &encode_pem("PUBLIC KEY", &spki));
     assert_eq!(
         config_error(vec![KeySource::PemFile(weak.clone())]),
         format!(
