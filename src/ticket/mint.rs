@@ -309,6 +309,7 @@ fn public_key_id(public: &impl AsDer<PublicKeyX509Der<'static>>) -> Result<Strin
     Ok(key_id(public.as_der().map_err(underivable)?.as_ref()))
 }
 
+/// A P-256 signing key from its key pair and PKCS#8 (what jsonwebtoken signs with).
 fn p256_key(pair: &EcdsaKeyPair, pkcs8: &PrivatePkcs8KeyDer<'_>) -> Result<SigningKey, String> {
     Ok(SigningKey {
         alg: Algorithm::ES256,

@@ -11,8 +11,7 @@ use yasna::{ASN1Result, BERReader};
 use super::keys::KeyType;
 
 /// Curves named in messages, by their full `id-ecPublicKey` AlgorithmIdentifier.
-const CURVE_NAMES: [(AlgorithmIdentifier, &str); 4] = [
-    (alg_id::ECDSA_P256, "P-256"),
+const CURVE_NAMES: [(AlgorithmIdentifier, &str); 3] = [
     (alg_id::ECDSA_P384, "P-384"),
     (alg_id::ECDSA_P521, "P-521"),
     (alg_id::ECDSA_P256K1, "secp256k1"),
@@ -149,4 +148,52 @@ pub(super) fn pkcs8_parts(pkcs8: &[u8]) -> Result<(KeyAlgorithm, Vec<u8>), Strin
         })
     })
     .map_err(|e| format!("not a PKCS#8 private key ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_round_trip_and_framing_errors_are_reported() {
+        let der: Vec<u8> = (0..=255u8).collect();
+        let text = encode_pem("RSA PUBLIC KEY", &der);
+        assert!(!text.contains('\r'), "{text}");
+        let sections = pem_sections(&format!("junk before\n{text}junk after\n")).expect("parses");
+        assert_eq!(sections.len(), 1);
+        assert_eq!(sections[0].tag(), "RSA PUBLIC KEY");
+        assert_eq!(sections[0].contents(), der.as_slice());
+
+        let err = pem_sections("-----BEGIN A-----\nAAAA\n-----END B-----\n").expect_err("mismatch");
+        assert!(err.starts_with("malformed PEM ("), "{err}");
+    }
+
+    #[test]
+    fn algorithms_are_named_from_the_pki_types_identifiers() {
+        let p384 = spki_algorithm(&spki_of(&alg_id::ECDSA_P384)).expect("SPKI");
+        assert_eq!(
+            p384.key_type().expect_err("P-384"),
+            "P-384 keys are not accepted (ES256 needs a P-256 key)"
+        );
+        let pss = spki_algorithm(&spki_of(&alg_id::RSA_PSS_SHA256)).expect("SPKI");
+        assert_eq!(
+            pss.key_type().expect_err("PSS"),
+            "RSASSA-PSS keys are not accepted (RSA, P-256 or Ed25519 only)"
+        );
+        let p256 = spki_algorithm(&spki_of(&alg_id::ECDSA_P256)).expect("SPKI");
+        assert_eq!(p256.key_type().expect("P-256"), KeyType::P256);
+        assert!(spki_algorithm(b"\x30\x03\x02\x01\x00").is_err());
+    }
+
+    /// A SubjectPublicKeyInfo with `algorithm` and a dummy key.
+    fn spki_of(algorithm: &AlgorithmIdentifier) -> Vec<u8> {
+        yasna::construct_der(|writer| {
+            writer.write_sequence(|writer| {
+                writer
+                    .next()
+                    .write_sequence(|writer| writer.next().write_der(algorithm));
+                writer.next().write_bitvec_bytes(&[4u8; 65], 65 * 8);
+            })
+        })
+    }
 }
