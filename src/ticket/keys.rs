@@ -10,19 +10,19 @@ use std::fmt;
 use std::path::Path;
 
 use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::signature::{self as lc, ParsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::rsa::{PublicKey as RsaPublicKey, PublicKeyComponents as RsaComponents};
+use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaParameters, VerificationAlgorithm};
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::{Map, Value};
+use serde::Deserialize as _;
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::config::{KeySource, TicketConfigError};
-use super::pem::{
-    BIT_STRING, DerReader, INTEGER, OBJECT_IDENTIFIER, OID_EC_PUBLIC_KEY, OID_ED25519, OID_P256,
-    OID_RSA_ENCRYPTION, SEQUENCE, bit_length, der_tlv, der_unsigned, oid_name, parse_pem,
-};
+use super::pem::{pem_sections, spki_algorithm};
 
 pub(super) const MIN_RSA_BITS: usize = 2048;
 pub(super) const MAX_RSA_BITS: usize = 8192;
@@ -126,7 +126,8 @@ pub(super) enum KeyProblem {
 /// Public key material of a recognised type, not yet validated.
 pub(super) struct PublicParts {
     key_type: KeyType,
-    /// PKCS#1 `RSAPublicKey`, an uncompressed P-256 point, or the raw Ed25519 key.
+    /// A SubjectPublicKeyInfo, a PKCS#1 `RSAPublicKey`, an uncompressed P-256 point, or the raw
+    /// Ed25519 key: whatever aws-lc-rs parses for the type.
     bytes: Vec<u8>,
 }
 
@@ -180,23 +181,24 @@ fn load_pem_file(path: &Path) -> Result<Vec<TrustedKey>, TicketConfigError> {
         path: path.to_owned(),
         detail,
     };
-    let blocks = parse_pem(&text).map_err(not_public)?;
-    if let Some(private) = blocks.iter().find(|b| b.label.contains("PRIVATE KEY")) {
+    let sections = pem_sections(&text).map_err(not_public)?;
+    if let Some(private) = sections.iter().find(|s| s.tag().contains("PRIVATE KEY")) {
         return Err(TicketConfigError::PrivateKeyGiven {
             path: path.to_owned(),
-            detail: format!("a {} section", private.label),
+            detail: format!("a {} section", private.tag()),
         });
     }
-    if blocks.is_empty() {
+    if sections.is_empty() {
         return Err(not_public(
             "no -----BEGIN PUBLIC KEY----- section found".to_owned(),
         ));
     }
+    let count = sections.len();
     let mut keys = Vec::new();
-    for (index, block) in blocks.iter().enumerate() {
-        let parts = match block.label.as_str() {
-            "PUBLIC KEY" => spki_parts(&block.der),
-            "RSA PUBLIC KEY" => rsa_parts(block.der.clone()),
+    for (index, section) in sections.into_iter().enumerate() {
+        let parts = match section.tag() {
+            "PUBLIC KEY" => spki_parts(section.into_contents()),
+            "RSA PUBLIC KEY" => public_parts(KeyType::Rsa, section.into_contents()),
             "CERTIFICATE" => {
                 return Err(not_public(
                     "it is a certificate; extract its public key with \
@@ -206,7 +208,7 @@ fn load_pem_file(path: &Path) -> Result<Vec<TrustedKey>, TicketConfigError> {
             }
             other => return Err(not_public(format!("found a {other} section"))),
         };
-        let source = if blocks.len() > 1 {
+        let source = if count > 1 {
             format!("{} (key #{})", path.display(), index + 1)
         } else {
             path.display().to_string()
@@ -231,55 +233,24 @@ fn file_error(path: &Path, key: String, problem: KeyProblem, jwks: bool) -> Tick
 }
 
 /// Recognises a DER SubjectPublicKeyInfo.
-pub(super) fn spki_parts(spki: &[u8]) -> Result<PublicParts, KeyProblem> {
-    let malformed = |e: String| KeyProblem::Malformed(format!("not a SubjectPublicKeyInfo ({e})"));
-    let mut outer = DerReader::new(spki);
-    let mut body = DerReader::new(outer.read(SEQUENCE).map_err(malformed)?);
-    let mut algorithm = DerReader::new(body.read(SEQUENCE).map_err(malformed)?);
-    let bits = body.read(BIT_STRING).map_err(malformed)?;
-    let oid = algorithm.read(OBJECT_IDENTIFIER).map_err(malformed)?;
-    let key = match bits.split_first() {
-        Some((0, key)) => key.to_vec(),
-        _ => return Err(malformed("bad BIT STRING".to_owned())),
-    };
-    match oid {
-        OID_RSA_ENCRYPTION => rsa_parts(key),
-        OID_EC_PUBLIC_KEY => {
-            let curve = algorithm.read(OBJECT_IDENTIFIER).map_err(malformed)?;
-            if curve != OID_P256 {
-                return Err(KeyProblem::Unsupported(format!(
-                    "{} keys are not accepted (ES256 needs a P-256 key)",
-                    oid_name(curve)
-                )));
-            }
-            Ok(PublicParts {
-                key_type: KeyType::P256,
-                bytes: key,
-            })
-        }
-        OID_ED25519 => Ok(PublicParts {
-            key_type: KeyType::Ed25519,
-            bytes: key,
-        }),
-        other => Err(KeyProblem::Unsupported(format!(
-            "{} keys are not accepted (RSA, P-256 or Ed25519 only)",
-            oid_name(other)
-        ))),
-    }
+fn spki_parts(spki: Vec<u8>) -> Result<PublicParts, KeyProblem> {
+    let key_type = spki_algorithm(&spki)
+        .map_err(KeyProblem::Malformed)?
+        .key_type()
+        .map_err(KeyProblem::Unsupported)?;
+    public_parts(key_type, spki)
 }
 
-/// Recognises a PKCS#1 `RSAPublicKey` and checks its size.
-fn rsa_parts(pkcs1: Vec<u8>) -> Result<PublicParts, KeyProblem> {
-    let malformed = |e: String| KeyProblem::Malformed(format!("not an RSA public key ({e})"));
-    let mut outer = DerReader::new(&pkcs1);
-    let mut body = DerReader::new(outer.read(SEQUENCE).map_err(malformed)?);
-    let modulus = body.read(INTEGER).map_err(malformed)?;
-    body.read(INTEGER).map_err(malformed)?;
-    check_rsa_bits(bit_length(modulus))?;
-    Ok(PublicParts {
-        key_type: KeyType::Rsa,
-        bytes: pkcs1,
-    })
+/// Checks the size of an RSA key (SubjectPublicKeyInfo or PKCS#1) before it is used.
+fn public_parts(key_type: KeyType, bytes: Vec<u8>) -> Result<PublicParts, KeyProblem> {
+    if key_type == KeyType::Rsa {
+        let invalid = |e: String| KeyProblem::Malformed(format!("not an RSA public key ({e})"));
+        let key = RsaPublicKey::from_der(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let bits =
+            RsaParameters::public_modulus_len(key.as_ref()).map_err(|e| invalid(e.to_string()))?;
+        check_rsa_bits(bits as usize)?;
+    }
+    Ok(PublicParts { key_type, bytes })
 }
 
 pub(super) fn check_rsa_bits(bits: usize) -> Result<(), KeyProblem> {
@@ -311,10 +282,12 @@ fn finish(
     let spki = parsed.as_der().map_err(|e| invalid(e.to_string()))?;
     let kid = kid.unwrap_or_else(|| key_id(spki.as_ref()));
     let alg = parts.key_type.algorithm();
+    // jsonwebtoken hands these bytes to aws-lc-rs, which reads a SubjectPublicKeyInfo for every
+    // key type.
     let decoding = match parts.key_type {
-        KeyType::Rsa => DecodingKey::from_rsa_der(&parts.bytes),
-        KeyType::P256 => DecodingKey::from_ec_der(&parts.bytes),
-        KeyType::Ed25519 => DecodingKey::from_ed_der(&parts.bytes),
+        KeyType::Rsa => DecodingKey::from_rsa_der(spki.as_ref()),
+        KeyType::P256 => DecodingKey::from_ec_der(spki.as_ref()),
+        KeyType::Ed25519 => DecodingKey::from_ed_der(spki.as_ref()),
     };
     let mut validation = Validation::new(alg);
     // Time, issuer and audience are checked by the caller against its own clock, with
@@ -352,17 +325,17 @@ fn load_jwks_file(path: &Path) -> Result<Vec<TrustedKey>, TicketConfigError> {
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
-        let Some(jwk) = entry.as_object() else {
+        if !entry.is_object() {
             skipped.push(format!("key #{}: not an object", index + 1));
             continue;
-        };
-        let kid = jwk.get("kid").and_then(Value::as_str);
+        }
+        let kid = entry.get("kid").and_then(Value::as_str);
         let label = match kid {
             Some(kid) => format!("key '{kid}'"),
             None => format!("key #{}", index + 1),
         };
         let source = format!("{} {label}", path.display());
-        let outcome = jwk_parts(jwk, &label).and_then(|parts| {
+        let outcome = jwk_parts(entry, &label).and_then(|parts| {
             finish(parts, kid.map(str::to_owned), source).map_err(JwkOutcome::Problem)
         });
         match outcome {
@@ -389,88 +362,72 @@ fn load_jwks_file(path: &Path) -> Result<Vec<TrustedKey>, TicketConfigError> {
     Ok(keys)
 }
 
-fn jwk_parts(jwk: &Map<String, Value>, label: &str) -> Result<PublicParts, JwkOutcome> {
-    let problem = |p: KeyProblem| JwkOutcome::Problem(p);
+/// Reads one JWKS entry (a JSON object) with jsonwebtoken's [`Jwk`].
+fn jwk_parts(entry: &Value, label: &str) -> Result<PublicParts, JwkOutcome> {
+    let malformed = |detail: String| JwkOutcome::Problem(KeyProblem::Malformed(detail));
     if let Some(name) = ["d", "p", "q", "dp", "dq", "qi"]
         .into_iter()
-        .find(|name| jwk.contains_key(*name))
+        .find(|name| entry.get(*name).is_some())
     {
-        return Err(problem(KeyProblem::Private(format!(
+        return Err(JwkOutcome::Problem(KeyProblem::Private(format!(
             "{label} has the private parameter '{name}'"
         ))));
     }
-    let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-    let bytes = |name: &str| -> Result<Vec<u8>, JwkOutcome> {
-        let value = text(name)
-            .ok_or_else(|| problem(KeyProblem::Malformed(format!("{label} has no '{name}'"))))?;
-        JWK_BASE64.decode(value).map_err(|e| {
-            problem(KeyProblem::Malformed(format!(
-                "{label}: '{name}' is not base64url ({e})"
-            )))
-        })
-    };
-    let fixed = |name: &str, len: usize| -> Result<Vec<u8>, JwkOutcome> {
-        let value = bytes(name)?;
-        if value.len() != len {
-            return Err(problem(KeyProblem::Malformed(format!(
-                "{label}: '{name}' has {} bytes, expected {len}",
-                value.len()
-            ))));
-        }
-        Ok(value)
-    };
-    if let Some(usage) = jwk.get("use")
+    let text = |name: &str| entry.get(name).and_then(Value::as_str);
+    if let Some(usage) = entry.get("use")
         && usage.as_str() != Some("sig")
     {
         return Err(JwkOutcome::Skip(format!("'use' is {usage}, not \"sig\"")));
     }
-    if let Some(ops) = jwk.get("key_ops").and_then(Value::as_array)
+    if let Some(ops) = entry.get("key_ops").and_then(Value::as_array)
         && !ops.iter().any(|op| op.as_str() == Some("verify"))
     {
         return Err(JwkOutcome::Skip("'key_ops' lacks \"verify\"".to_owned()));
     }
-    let Some(kty) = text("kty") else {
-        return Err(JwkOutcome::Skip("no 'kty'".to_owned()));
+    let jwk = Jwk::deserialize(entry)
+        .map_err(|e| malformed(format!("{label} is not a JSON Web Key ({e})")))?;
+    // Base64url with or without padding, as JWKS files have been accepted before.
+    let decode = |name: &str, value: &str| {
+        JWK_BASE64
+            .decode(value)
+            .map_err(|e| malformed(format!("{label}: '{name}' is not base64url ({e})")))
     };
-    let curve = text("crv").unwrap_or("(none)");
-    let parts = match kty {
-        "RSA" => {
-            let n = bytes("n")?;
-            let e = bytes("e")?;
-            check_rsa_bits(bit_length(&n)).map_err(problem)?;
-            PublicParts {
-                key_type: KeyType::Rsa,
-                bytes: der_tlv(SEQUENCE, &[der_unsigned(&n), der_unsigned(&e)].concat()),
-            }
+    let coordinate = |name: &str, value: &str| {
+        let bytes = decode(name, value)?;
+        if bytes.len() != 32 {
+            return Err(malformed(format!(
+                "{label}: '{name}' has {} bytes, expected 32",
+                bytes.len()
+            )));
         }
-        "EC" if curve == "P-256" => {
-            let mut point = vec![0x04];
-            point.extend(fixed("x", 32)?);
-            point.extend(fixed("y", 32)?);
+        Ok(bytes)
+    };
+    let parts = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            let components = RsaComponents {
+                n: decode("n", &rsa.n)?,
+                e: decode("e", &rsa.e)?,
+            };
+            let spki = components.as_der().map_err(|_| {
+                malformed(format!("{label}: 'n' and 'e' are not an RSA public key"))
+            })?;
+            public_parts(KeyType::Rsa, spki.as_ref().to_vec()).map_err(JwkOutcome::Problem)?
+        }
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            // The uncompressed SEC1 point: 0x04, then x and y.
+            let point = [vec![0x04], coordinate("x", &ec.x)?, coordinate("y", &ec.y)?].concat();
             PublicParts {
                 key_type: KeyType::P256,
                 bytes: point,
             }
         }
-        "OKP" if curve == "Ed25519" => PublicParts {
-            key_type: KeyType::Ed25519,
-            bytes: fixed("x", 32)?,
-        },
-        "EC" | "OKP" => {
-            return Err(JwkOutcome::Skip(format!(
-                "curve {curve} is not accepted (P-256 or Ed25519 only)"
-            )));
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            PublicParts {
+                key_type: KeyType::Ed25519,
+                bytes: coordinate("x", &okp.x)?,
+            }
         }
-        "oct" => {
-            return Err(JwkOutcome::Skip(
-                "symmetric key (HMAC tickets are not accepted)".to_owned(),
-            ));
-        }
-        other => {
-            return Err(JwkOutcome::Skip(format!(
-                "key type '{other}' is not accepted"
-            )));
-        }
+        _ => return Err(unusable_jwk(entry, label)),
     };
     if let Some(alg) = text("alg") {
         let expected = algorithm_name(parts.key_type.algorithm());
@@ -483,4 +440,30 @@ fn jwk_parts(jwk: &Map<String, Value>, label: &str) -> Result<PublicParts, JwkOu
         }
     }
     Ok(parts)
+}
+
+/// Why a JWKS entry that jsonwebtoken reads as no accepted key type cannot be used.
+fn unusable_jwk(entry: &Value, label: &str) -> JwkOutcome {
+    let text = |name: &str| entry.get(name).and_then(Value::as_str);
+    let curve = text("crv").unwrap_or("(none)");
+    let members: &[&str] = match text("kty") {
+        None => return JwkOutcome::Skip("no 'kty'".to_owned()),
+        Some("RSA") => &["n", "e"],
+        Some("EC") if curve == "P-256" => &["x", "y"],
+        Some("OKP") if curve == "Ed25519" => &["x"],
+        Some("EC" | "OKP") => {
+            return JwkOutcome::Skip(format!(
+                "curve {curve} is not accepted (P-256 or Ed25519 only)"
+            ));
+        }
+        Some("oct") => {
+            return JwkOutcome::Skip("symmetric key (HMAC tickets are not accepted)".to_owned());
+        }
+        Some(other) => return JwkOutcome::Skip(format!("key type '{other}' is not accepted")),
+    };
+    let detail = match members.iter().find(|name| text(name).is_none()) {
+        Some(name) => format!("{label} has no '{name}'"),
+        None => format!("{label} is not a JSON Web Key"),
+    };
+    JwkOutcome::Problem(KeyProblem::Malformed(detail))
 }

@@ -6,19 +6,19 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::error::{KeyRejected, Unspecified};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls::pki_types::pem::{PemObject as _, SectionKind};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Serialize;
 
-use super::keys::{KeyProblem, check_rsa_bits, key_id};
-use super::pem::{
-    DerReader, INTEGER, OBJECT_IDENTIFIER, OCTET_STRING, OID_EC_PUBLIC_KEY, OID_ED25519, OID_P256,
-    OID_RSA_ENCRYPTION, SEQUENCE, encode_pem, oid_name, parse_pem,
-};
+use super::keys::{KeyProblem, KeyType, check_rsa_bits, key_id};
+use super::pem::{encode_pem, pem_sections, pkcs8_parts};
 use super::signed::check_id;
 use super::unix_secs;
 
@@ -109,48 +109,34 @@ impl fmt::Debug for SigningKeyPair {
     }
 }
 
-/// Generates a signing key pair with aws-lc-rs.
+/// Generates a signing key pair with aws-lc-rs (PKCS#8 v1, as `openssl genpkey` writes).
 pub fn generate_signing_key(kind: KeyKind) -> Result<SigningKeyPair, MintError> {
-    let failed = |_| MintError::KeyGeneration;
-    let (private_der, public_der) = match kind {
+    let generated = || match kind {
         KeyKind::Ed25519 => {
-            let pair = Ed25519KeyPair::generate().map_err(failed)?;
-            let private = pair.to_pkcs8v1().map_err(failed)?.as_ref().to_vec();
-            let public = pair
-                .public_key()
-                .as_der()
-                .map_err(failed)?
-                .as_ref()
-                .to_vec();
-            (private, public)
+            let pair = Ed25519KeyPair::generate()?;
+            pem_pair(pair.to_pkcs8v1()?.as_ref(), pair.public_key())
         }
         KeyKind::P256 => {
-            let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(failed)?;
-            let private = pair.to_pkcs8v1().map_err(failed)?.as_ref().to_vec();
-            let public = pair
-                .public_key()
-                .as_der()
-                .map_err(failed)?
-                .as_ref()
-                .to_vec();
-            (private, public)
+            let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)?;
+            pem_pair(pair.to_pkcs8v1()?.as_ref(), pair.public_key())
         }
         KeyKind::Rsa => {
-            let pair = RsaKeyPair::generate(KeySize::Rsa3072).map_err(failed)?;
-            let private = pair.as_der().map_err(failed)?.as_ref().to_vec();
-            let public = pair
-                .public_key()
-                .as_der()
-                .map_err(failed)?
-                .as_ref()
-                .to_vec();
-            (private, public)
+            let pair = RsaKeyPair::generate(KeySize::Rsa3072)?;
+            pem_pair(pair.as_der()?.as_ref(), pair.public_key())
         }
     };
+    generated().map_err(|_: Unspecified| MintError::KeyGeneration)
+}
+
+fn pem_pair(
+    private_pkcs8: &[u8],
+    public: &impl AsDer<PublicKeyX509Der<'static>>,
+) -> Result<SigningKeyPair, Unspecified> {
+    let spki = public.as_der()?;
     Ok(SigningKeyPair {
-        private_pem: encode_pem("PRIVATE KEY", &private_der),
-        public_pem: encode_pem("PUBLIC KEY", &public_der),
-        key_id: key_id(&public_der),
+        private_pem: encode_pem("PRIVATE KEY", private_pkcs8),
+        public_pem: encode_pem("PUBLIC KEY", spki.as_ref()),
+        key_id: key_id(spki.as_ref()),
     })
 }
 
@@ -246,142 +232,111 @@ pub(super) fn signing_key_from_pem(text: &str, path: &str) -> Result<SigningKey,
         path: path.to_owned(),
         detail,
     };
-    let rejected = |what: &'static str| {
-        move |e: aws_lc_rs::error::KeyRejected| {
-            not_private(format!("the {what} key is invalid ({e})"))
-        }
-    };
-    let failed = |_| not_private("the public key cannot be derived".to_owned());
-    let blocks = parse_pem(text).map_err(not_private)?;
-    let Some(block) = blocks.first() else {
+    let sections = pem_sections(text).map_err(not_private)?;
+    let Some(section) = sections.into_iter().next() else {
         return Err(not_private(
             "no PEM section labelled PRIVATE KEY found".to_owned(),
         ));
     };
-    let der = block.der.as_slice();
-    match block.label.as_str() {
-        "PRIVATE KEY" => {
-            let Pkcs8Parts {
-                algorithm: oid,
-                curve,
-                private_key: inner,
-            } = pkcs8_parts(der).map_err(not_private)?;
-            match oid {
-                OID_RSA_ENCRYPTION => {
+    let tag = section.tag().to_owned();
+    let key = match tag.as_str() {
+        "ENCRYPTED PRIVATE KEY" => Err(
+            "the key is encrypted; decrypt it first (openssl pkcs8 -in KEY.pem -out PLAIN.pem)"
+                .to_owned(),
+        ),
+        "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+            Err("it is a public key; minting needs the private key".to_owned())
+        }
+        _ => SectionKind::try_from(tag.as_bytes())
+            .ok()
+            .and_then(|kind| PrivateKeyDer::from_pem(kind, section.into_contents()))
+            .ok_or_else(|| format!("found a {tag} section"))
+            .and_then(|private| signing_key(&private)),
+    };
+    key.map_err(not_private)
+}
+
+/// Binds a private key to the algorithm its type dictates.
+fn signing_key(private: &PrivateKeyDer<'_>) -> Result<SigningKey, String> {
+    let rejected =
+        |what: &'static str| move |e: KeyRejected| format!("the {what} key is invalid ({e})");
+    match private {
+        PrivateKeyDer::Pkcs8(pkcs8) => {
+            let der = pkcs8.secret_pkcs8_der();
+            let (algorithm, inner) = pkcs8_parts(der)?;
+            match algorithm.key_type()? {
+                KeyType::Rsa => {
                     let pair = RsaKeyPair::from_pkcs8(der).map_err(rejected("RSA"))?;
-                    rsa_key(&pair, inner, path)
+                    rsa_key(&pair, &inner)
                 }
-                OID_EC_PUBLIC_KEY if curve == Some(OID_P256) => {
+                KeyType::P256 => {
                     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                         .map_err(rejected("P-256"))?;
-                    Ok(SigningKey {
-                        alg: Algorithm::ES256,
-                        encoding: EncodingKey::from_ec_der(der),
-                        kid: key_id(pair.public_key().as_der().map_err(failed)?.as_ref()),
-                    })
+                    p256_key(&pair, pkcs8)
                 }
-                OID_EC_PUBLIC_KEY => Err(not_private(format!(
-                    "{} keys are not accepted (ES256 needs a P-256 key)",
-                    curve
-                        .map(oid_name)
-                        .unwrap_or_else(|| "unnamed-curve".to_owned())
-                ))),
-                OID_ED25519 => {
+                KeyType::Ed25519 => {
                     let pair = Ed25519KeyPair::from_pkcs8(der).map_err(rejected("Ed25519"))?;
                     Ok(SigningKey {
                         alg: Algorithm::EdDSA,
                         encoding: EncodingKey::from_ed_der(der),
-                        kid: key_id(pair.public_key().as_der().map_err(failed)?.as_ref()),
+                        kid: public_key_id(pair.public_key())?,
                     })
                 }
-                other => Err(not_private(format!(
-                    "{} keys are not accepted (RSA, P-256 or Ed25519 only)",
-                    oid_name(other)
-                ))),
             }
         }
-        "RSA PRIVATE KEY" => {
-            let pair = RsaKeyPair::from_der(der).map_err(rejected("RSA"))?;
-            rsa_key(&pair, der, path)
+        PrivateKeyDer::Pkcs1(pkcs1) => {
+            let der = pkcs1.secret_pkcs1_der();
+            rsa_key(&RsaKeyPair::from_der(der).map_err(rejected("RSA"))?, der)
         }
-        "EC PRIVATE KEY" => {
-            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                .map_err(rejected("P-256"))?;
-            let pkcs8 = pair.to_pkcs8v1().map_err(failed)?;
-            Ok(SigningKey {
-                alg: Algorithm::ES256,
-                encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
-                kid: key_id(pair.public_key().as_der().map_err(failed)?.as_ref()),
-            })
+        PrivateKeyDer::Sec1(sec1) => {
+            let pair = EcdsaKeyPair::from_private_key_der(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                sec1.secret_sec1_der(),
+            )
+            .map_err(rejected("P-256"))?;
+            let pkcs8 = pair.to_pkcs8v1().map_err(underivable)?;
+            p256_key(&pair, &PrivatePkcs8KeyDer::from(pkcs8.as_ref()))
         }
-        "ENCRYPTED PRIVATE KEY" => Err(not_private(
-            "the key is encrypted; decrypt it first (openssl pkcs8 -in KEY.pem -out PLAIN.pem)"
-                .to_owned(),
-        )),
-        "PUBLIC KEY" | "RSA PUBLIC KEY" => Err(not_private(
-            "it is a public key; minting needs the private key".to_owned(),
-        )),
-        other => Err(not_private(format!("found a {other} section"))),
+        _ => Err("the private key format is not supported".to_owned()),
     }
 }
 
-fn rsa_key(pair: &RsaKeyPair, pkcs1: &[u8], path: &str) -> Result<SigningKey, MintError> {
-    let not_private = |detail: String| MintError::NotPrivateKey {
-        path: path.to_owned(),
-        detail,
-    };
+fn underivable(_: Unspecified) -> String {
+    "the public key cannot be derived".to_owned()
+}
+
+fn public_key_id(public: &impl AsDer<PublicKeyX509Der<'static>>) -> Result<String, String> {
+    Ok(key_id(public.as_der().map_err(underivable)?.as_ref()))
+}
+
+/// A P-256 signing key from its key pair and PKCS#8 (what jsonwebtoken signs with).
+fn p256_key(pair: &EcdsaKeyPair, pkcs8: &PrivatePkcs8KeyDer<'_>) -> Result<SigningKey, String> {
+    Ok(SigningKey {
+        alg: Algorithm::ES256,
+        encoding: EncodingKey::from_ec_der(pkcs8.secret_pkcs8_der()),
+        kid: public_key_id(pair.public_key())?,
+    })
+}
+
+/// An RSA signing key from its key pair and PKCS#1 `RSAPrivateKey` (what jsonwebtoken signs with).
+fn rsa_key(pair: &RsaKeyPair, pkcs1: &[u8]) -> Result<SigningKey, String> {
     match check_rsa_bits(pair.public_modulus_len() * 8) {
         Ok(()) => {}
         Err(KeyProblem::Weak(bits)) => {
-            return Err(not_private(format!(
+            return Err(format!(
                 "the RSA key has {bits} bits; at least 2048 are required"
-            )));
+            ));
         }
         Err(
             KeyProblem::Unsupported(detail)
             | KeyProblem::Malformed(detail)
             | KeyProblem::Private(detail),
-        ) => return Err(not_private(detail)),
+        ) => return Err(detail),
     }
-    let public = pair
-        .public_key()
-        .as_der()
-        .map_err(|_| not_private("the public key cannot be derived".to_owned()))?;
     Ok(SigningKey {
         alg: Algorithm::RS256,
         encoding: EncodingKey::from_rsa_der(pkcs1),
-        kid: key_id(public.as_ref()),
-    })
-}
-
-/// The parts of a PKCS#8 `PrivateKeyInfo` that decide how to sign.
-struct Pkcs8Parts<'a> {
-    algorithm: &'a [u8],
-    curve: Option<&'a [u8]>,
-    private_key: &'a [u8],
-}
-
-/// Splits a PKCS#8 `PrivateKeyInfo` into algorithm OID, curve OID and the inner private key.
-fn pkcs8_parts(der: &[u8]) -> Result<Pkcs8Parts<'_>, String> {
-    let malformed = |e: String| format!("not a PKCS#8 private key ({e})");
-    let mut outer = DerReader::new(der);
-    let mut info = DerReader::new(outer.read(SEQUENCE).map_err(malformed)?);
-    info.read(INTEGER).map_err(malformed)?;
-    let mut algorithm = DerReader::new(info.read(SEQUENCE).map_err(malformed)?);
-    let oid = algorithm.read(OBJECT_IDENTIFIER).map_err(malformed)?;
-    let curve = if algorithm.is_empty() {
-        None
-    } else {
-        match algorithm.read_any().map_err(malformed)? {
-            (OBJECT_IDENTIFIER, curve) => Some(curve),
-            _ => None,
-        }
-    };
-    let inner = info.read(OCTET_STRING).map_err(malformed)?;
-    Ok(Pkcs8Parts {
-        algorithm: oid,
-        curve,
-        private_key: inner,
+        kid: public_key_id(pair.public_key())?,
     })
 }
 

@@ -11,9 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::mint::{SigningKey, mint_with, signing_key_from_pem};
-use super::pem::{
-    BIT_STRING, OBJECT_IDENTIFIER, OID_RSA_ENCRYPTION, SEQUENCE, der_tlv, der_unsigned, encode_pem,
-};
+use super::pem::encode_pem;
 use super::*;
 
 const ISSUER: &str = "https://change.example.test";
@@ -855,28 +853,16 @@ fn key_file_errors_name_the_file() {
         )
     );
 
-    let modulus = [0xc5u8; 128];
-    let pkcs1 = der_tlv(
-        SEQUENCE,
-        &[der_unsigned(&modulus), der_unsigned(&[1, 0, 1])].concat(),
+    let spki = aws_lc_rs::rsa::PublicKeyComponents {
+        n: &[0xc5u8; 128][..],
+        e: &[1u8, 0, 1][..],
+    };
+    let spki = aws_lc_rs::encoding::AsDer::as_der(&spki).expect("1024-bit SPKI");
+    let weak = write(
+        dir.path(),
+        "weak.pem",
+        &encode_pem("PUBLIC KEY", spki.as_ref()),
     );
-    let algorithm = der_tlv(
-        SEQUENCE,
-        &[
-            der_tlv(OBJECT_IDENTIFIER, OID_RSA_ENCRYPTION),
-            vec![0x05, 0x00],
-        ]
-        .concat(),
-    );
-    let spki = der_tlv(
-        SEQUENCE,
-        &[
-            algorithm,
-            der_tlv(BIT_STRING, &[&[0u8][..], &pkcs1].concat()),
-        ]
-        .concat(),
-    );
-    let weak = write(dir.path(), "weak.pem", &encode_pem("PUBLIC KEY", &spki));
     assert_eq!(
         config_error(vec![KeySource::PemFile(weak.clone())]),
         format!(
@@ -999,5 +985,109 @@ fn inspect_shows_claims_but_never_the_signature() {
     assert!(
         plain.contains("verification: VALID: matches the ticket pattern ^CHG[0-9]{7}$"),
         "{plain}"
+    );
+}
+
+fn pem_contents(text: &str) -> Vec<u8> {
+    ::pem::parse(text).expect("PEM").into_contents()
+}
+
+fn mint_error(key_pem: &str) -> String {
+    match signing_key_from_pem(key_pem, "key.pem") {
+        Ok(_) => panic!("the key must be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn pkcs1_and_sec1_keys_have_the_key_id_of_their_spki() {
+    let rsa = pair(KeyKind::Rsa);
+    let p256 = pair(KeyKind::P256);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let public = aws_lc_rs::rsa::PublicKey::from_der(&pem_contents(&rsa.public_pem)).expect("rsa");
+    let path = write(
+        dir.path(),
+        "rsa.pem",
+        &encode_pem("RSA PUBLIC KEY", public.as_ref()),
+    );
+    let verifier =
+        TicketVerifier::new(&signed_config(vec![KeySource::PemFile(path)])).expect("verifier");
+    assert_eq!(verifier.key_info()[0].key_id, rsa.key_id);
+
+    let (_, rsa_private) =
+        super::pem::pkcs8_parts(&pem_contents(&rsa.private_pem)).expect("PKCS#8");
+    let pkcs8 = pem_contents(&p256.private_pem);
+    let ec = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pkcs8,
+    )
+    .expect("P-256");
+    let sec1 = aws_lc_rs::encoding::AsDer::as_der(&ec.private_key()).expect("SEC1");
+    let verifier = verifier_for(&[rsa, p256]);
+    for (pair, text) in [
+        (rsa, encode_pem("RSA PRIVATE KEY", &rsa_private)),
+        (p256, encode_pem("EC PRIVATE KEY", sec1.as_ref())),
+    ] {
+        let key = signing_key_from_pem(&text, "key.pem").expect("private key parses");
+        assert_eq!(key.kid, pair.key_id);
+        let raw = mint_with(&key, &request(), at(ISSUED)).expect("mints");
+        let check = verifier.verify(&raw, EMM, &host("host-21", None), at(ISSUED));
+        assert_eq!(valid(check), expected_signed(&pair.key_id, "host-21"));
+    }
+}
+
+#[test]
+fn keys_of_other_algorithms_are_refused_by_name() {
+    let spki = |arcs: &[u64]| {
+        yasna::construct_der(|writer| {
+            writer.write_sequence(|writer| {
+                writer.next().write_sequence(|writer| {
+                    let oid = yasna::models::ObjectIdentifier::from_slice(arcs);
+                    writer.next().write_oid(&oid);
+                });
+                writer.next().write_bitvec_bytes(&[7u8; 57], 57 * 8);
+            })
+        })
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (arcs, name) in [
+        (&[1u64, 3, 101, 113][..], "Ed448"),
+        (&[1, 2, 3, 4][..], "OID 1.2.3.4"),
+    ] {
+        let path = write(
+            dir.path(),
+            "other.pem",
+            &encode_pem("PUBLIC KEY", &spki(arcs)),
+        );
+        assert_eq!(
+            config_error(vec![KeySource::PemFile(path.clone())]),
+            format!(
+                "{}: {name} keys are not accepted (RSA, P-256 or Ed25519 only)",
+                path.display()
+            )
+        );
+    }
+
+    let p384 = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+    )
+    .expect("P-384");
+    let pkcs8 = p384.to_pkcs8v1().expect("PKCS#8");
+    assert_eq!(
+        mint_error(&encode_pem("PRIVATE KEY", pkcs8.as_ref())),
+        "key.pem is not a usable private key: P-384 keys are not accepted (ES256 needs a P-256 key)"
+    );
+    assert_eq!(
+        mint_error(&encode_pem("ENCRYPTED PRIVATE KEY", pkcs8.as_ref())),
+        "key.pem is not a usable private key: the key is encrypted; decrypt it first \
+         (openssl pkcs8 -in KEY.pem -out PLAIN.pem)"
+    );
+    let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                  DEK-Info: AES-128-CBC,00000000000000000000000000000000\n\nAAAA\n\
+                  -----END RSA PRIVATE KEY-----\n";
+    assert_eq!(
+        mint_error(legacy),
+        "key.pem is not a usable private key: the RSA PRIVATE KEY section carries PEM headers \
+         (a legacy encrypted key?)"
     );
 }
