@@ -13,6 +13,8 @@
 #   BASE_PORT [28000]    ports BASE..BASE+3 on 127.0.0.1
 #   VCGUARD_BIN          use this binary instead of `cargo build --release`
 #   GW_RUST_LOG          RUST_LOG for vcguard (unset: the shipped filter, no per-request line)
+#   GW_CONFIG            a vcguard TOML file for settings without a flag (e.g. [audit] outcome_write);
+#                        the script's flags (listen, cert, upstream, audit file) win over it
 #   QUIET_WAIT [120]     seconds to wait before each run for other processes to go quiet
 #                        (the "foreign CPU" column says how much they used during each run)
 # Default run: 3 levels x 3 rounds x 3 targets x 10 s + set-up, about 5 minutes.

@@ -85,9 +85,10 @@ start_gw() {
     GW_AUDIT=$work/audit-$port.jsonl
     audit=(--audit "$GW_AUDIT")
   fi
-  local logenv=()
+  local logenv=() config=()
   [[ -n ${GW_RUST_LOG:-} ]] && logenv=(RUST_LOG="$GW_RUST_LOG")
-  env -u RUST_LOG "${logenv[@]}" "$bin" serve --listen "127.0.0.1:$port" \
+  [[ -n ${GW_CONFIG:-} ]] && config=(--config "$GW_CONFIG")
+  env -u RUST_LOG "${logenv[@]}" "$bin" serve "${config[@]}" --listen "127.0.0.1:$port" \
     --admin-listen "127.0.0.1:$admin" --cert "$work/gw.pem" --key "$work/gw.key" \
     --upstream "http://127.0.0.1:$sim" "${audit[@]}" "$@" >>"$work/gw.log" 2>&1 &
   GW_PID=$!
