@@ -90,6 +90,8 @@ pub(crate) struct Inventory {
     pub(crate) sessions: SessionTable,
     /// Bytes uploaded to the datastore (for its free space).
     pub(crate) datastore_used: u64,
+    /// Lifecycle Manager remediations run over the Automation REST API.
+    pub(crate) remediations: Vec<super::lifecycle::Remediation>,
     /// Update version per (session key, collector moId), for `WaitForUpdates`.
     pub(crate) update_versions: HashMap<(String, String), u64>,
     boot_time: String,
@@ -120,6 +122,7 @@ impl Default for Inventory {
             event_collectors: BTreeMap::new(),
             filters: BTreeMap::new(),
             update_versions: HashMap::new(),
+            remediations: Vec::new(),
             boot_time: now_rfc3339(),
         }
     }

@@ -291,6 +291,13 @@ pub struct EffectFacts {
     pub users: Vec<String>,
     /// The hosts (or other entities) the call names.
     pub hosts: Vec<String>,
+    /// The DRS recommendation `ApplyRecommendation` applies (its `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<String>,
+    /// The reason vCenter gives for that recommendation (`hostMaint`, `fairnessCpuAvg`, ...),
+    /// once looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendation_reason: Option<String>,
 }
 
 impl EffectFacts {
@@ -505,9 +512,12 @@ pub(crate) fn classify_effect(
             }
         }
         EffectMethod::ApplyRecommendation => {
-            required_scalar(params, name, "key")?;
+            let key = required_scalar(params, name, "key")?;
             // What the recommendation does is only known to vCenter until it is looked up.
-            facts = EffectFacts::unknown(true);
+            facts = EffectFacts {
+                recommendation: Some(key.to_owned()),
+                ..EffectFacts::unknown(true)
+            };
         }
         EffectMethod::RunScheduledTask => facts = EffectFacts::unknown(true),
         EffectMethod::CreateAgency | EffectMethod::UpdateAgency => {
