@@ -53,6 +53,10 @@ fn json(name: &'static str, path: String, body: &str, expect: Expect) -> Case {
     }
 }
 
+fn rest(name: &'static str, path: &str, expect: Expect) -> Case {
+    json(name, path.into(), "{}", expect)
+}
+
 fn soap_case(name: &'static str, path: &str, body: Vec<u8>, expect: Expect) -> Case {
     Case {
         name,
@@ -365,7 +369,7 @@ fn effect_cases() -> Vec<Case> {
     let lockdown = Denied("lockdown-no-strict");
     let access = Denied("dcui-access-needs-ticket");
     let maintenance = Denied("maintenance-needs-ticket");
-    let unknown = Denied("effect-unknown");
+    let lookup_failed = Refused(500, "RestrictedByAdministrator");
     let carrier = Denied("carrier-outlives-ticket");
     let on = |ty: &str, id: &str, name: &str| format!("{V}/{ty}/{id}/{name}");
     let soap_on = |method: &str, ty: &str, id: &str, params: &str| {
@@ -583,16 +587,16 @@ fn effect_cases() -> Vec<Case> {
             maintenance,
         ),
         json(
-            "ApplyRecommendation (stored: not looked up)",
+            "ApplyRecommendation of a recommendation vCenter does not list (look-up fails)",
             on("ClusterComputeResource", "domain-c7", "ApplyRecommendation"),
             r#"{"key":"1"}"#,
-            unknown,
+            lookup_failed,
         ),
         soap_case(
-            "SOAP RunScheduledTask (stored: not looked up)",
+            "SOAP RunScheduledTask of a task vCenter does not know (look-up fails)",
             "/sdk",
             soap_on("RunScheduledTask", "ScheduledTask", "schedule-7", ""),
-            unknown,
+            lookup_failed,
         ),
         soap_case(
             "EAM CreateAgency on /eam/sdk",
@@ -683,6 +687,32 @@ fn effect_cases() -> Vec<Case> {
             ),
             carrier,
         ),
+        // vSphere Lifecycle Manager remediation over the Automation REST API.
+        rest(
+            "Lifecycle Manager cluster software apply (task)",
+            "/api/esx/settings/clusters/domain-c7/software?action=apply&vmw-task=true",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager cluster configuration apply",
+            "/api/esx/settings/clusters/domain-c7/configuration?vmw-task=true&action=apply",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager host software apply",
+            "/api/esx/settings/hosts/host-21/software?action=apply",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager apply, /rest form",
+            "/rest/esx/settings/clusters/domain-c7/software?action=apply",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager apply spelled Apply",
+            "/api/esx/settings/clusters/domain-c7/software?action=Apply",
+            Refused(500, "INVALID_ARGUMENT"),
+        ),
         // Near-miss spellings of the SOAP endpoint.
         soap_case("SOAP on /sdk.", "/sdk.", strict_soap.clone(), lockdown),
         soap_case("SOAP on /sdk%20", "/sdk%20", strict_soap.clone(), lockdown),
@@ -757,8 +787,9 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                 status == want_status && fault_type == want_type
             }
             Expect::Denied(policy) => {
+                // A vim fault, or the vAPI error of a REST call.
                 status == 500
-                    && fault_type == "RestrictedByAdministrator"
+                    && (fault_type == "RestrictedByAdministrator" || fault_type == "UNAUTHORIZED")
                     && body.contains(&format!("policy {policy}:"))
             }
         };
@@ -804,7 +835,8 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                         | "CreateAgency"
                         | "Update"
                 )
-            ) || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")
+            ) || seen.path.contains("/esx/settings/")
+                || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")
                 || String::from_utf8_lossy(&seen.body).contains("DCUI")
         })
         .map(|seen| format!("{} {} {:?}", seen.http_method, seen.path, seen.vim_method))
@@ -826,7 +858,12 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
 
 fn fault_type(body: &str) -> String {
     if let Ok(fault) = serde_json::from_str::<Value>(body) {
-        return fault["_typeName"].as_str().unwrap_or_default().to_owned();
+        // A vim fault names its type; a vAPI error (the Automation REST API) its error type.
+        return fault["_typeName"]
+            .as_str()
+            .or_else(|| fault["error_type"].as_str())
+            .unwrap_or_default()
+            .to_owned();
     }
     body.split("xsi:type=\"")
         .nth(1)

@@ -21,6 +21,7 @@ mod json_api;
 mod lifecycle;
 mod methods;
 mod property_collector;
+mod scheduled_tasks;
 pub mod server;
 mod session_objects;
 mod sessions;
