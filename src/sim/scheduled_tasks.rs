@@ -47,6 +47,8 @@ struct ScheduledTask {
 struct Recommendation {
     key: String,
     host: String,
+    /// When DRS made it.
+    time: String,
     /// (VM, destination host) pairs.
     migrations: Vec<(String, String)>,
 }
@@ -228,6 +230,7 @@ pub(crate) fn enter_maintenance_recommendations(
         let recommendation = Recommendation {
             key,
             host: host.value.clone(),
+            time: now_rfc3339(),
             migrations,
         };
         filed.push(recommendation_value(&recommendation));
@@ -270,7 +273,7 @@ fn recommendation_value(r: &Recommendation) -> VimValue {
                             "ClusterDrsMigration",
                             vec![
                                 ("key", VimValue::str(&r.key)),
-                                ("time", VimValue::DateTime(now_rfc3339())),
+                                ("time", VimValue::DateTime(r.time.clone())),
                                 ("vm", VimValue::moref("VirtualMachine", vm)),
                                 ("source", VimValue::moref("HostSystem", &r.host)),
                                 ("destination", VimValue::moref("HostSystem", to)),
@@ -287,7 +290,7 @@ fn recommendation_value(r: &Recommendation) -> VimValue {
         vec![
             ("key", VimValue::str(&r.key)),
             ("type", VimValue::str("V1")),
-            ("time", VimValue::DateTime(now_rfc3339())),
+            ("time", VimValue::DateTime(r.time.clone())),
             ("rating", VimValue::Int(5)),
             ("reason", VimValue::str("hostMaint")),
             (
@@ -321,4 +324,98 @@ pub(crate) fn apply_recommendation(inv: &mut Inventory, args: Args<'_>) -> Resul
         host.in_maintenance = true;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create_task(inv: &mut Inventory, object: (&str, &str), action: Json) -> String {
+        let params = json!({
+            "obj": {"_typeName": "ManagedObjectReference", "type": object.0, "value": object.1},
+            "spec": {"_typeName": "ScheduledTaskSpec", "name": "n", "enabled": true,
+                "scheduler": {"_typeName": "DailyTaskScheduler", "hour": 2, "minute": 0, "interval": 1},
+                "action": action},
+        });
+        match create(inv, Args::Json(&params), "VSPHERE.LOCAL\\Administrator") {
+            Ok(VimValue::MoRef(task)) => task.value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stored_task_keeps_its_action_and_runs_it_with_named_parameters() {
+        let mut inv = Inventory::default();
+        let action = json!({"_typeName": "MethodAction", "name": "EnterMaintenanceMode_Task",
+            "argument": [{"_typeName": "MethodActionArgument", "value": {"_typeName": "int", "_value": 300}},
+                         {"_typeName": "MethodActionArgument", "value": {"_typeName": "boolean", "_value": true}}]});
+        let id = create_task(&mut inv, ("HostSystem", "host-21"), action.clone());
+        assert_eq!(inv.object_type(&id, None), Some("ScheduledTask"));
+        let stored = info(&inv, &id).expect("info").to_json();
+        assert_eq!(stored["action"], action);
+        assert_eq!(stored["taskObject"]["value"], "host-21");
+        assert_eq!(stored["state"], "scheduled");
+        let (target, method, params) = action_call(&inv, &id).expect("action");
+        assert_eq!(target, MoRef::new("HostSystem", "host-21"));
+        assert_eq!(method, "EnterMaintenanceMode_Task");
+        assert_eq!(params, json!({"timeout": 300, "evacuatePoweredOffVms": true}));
+        record_run(&mut inv, &id, Some(&faults::invalid_state()));
+        let ran = info(&inv, &id).expect("info").to_json();
+        assert_eq!(ran["state"], "error");
+        assert!(ran["prevRunTime"].is_string());
+    }
+
+    #[test]
+    fn tasks_the_simulator_cannot_run_are_refused_at_creation() {
+        let mut inv = Inventory::default();
+        let params = json!({
+            "obj": {"_typeName": "ManagedObjectReference", "type": "HostSystem", "value": "host-21"},
+            "spec": {"_typeName": "ScheduledTaskSpec", "name": "n", "enabled": true,
+                "scheduler": {"_typeName": "OnceTaskScheduler"},
+                "action": {"_typeName": "MethodAction", "name": "RebootHost_Task"}},
+        });
+        assert!(create(&mut inv, Args::Json(&params), "u").is_err());
+        let missing = json!({"obj": {"type": "HostSystem", "value": "host-99"}, "spec": {}});
+        assert!(create(&mut inv, Args::Json(&missing), "u").is_err());
+        assert!(action_call(&inv, "schedule-1").is_err());
+    }
+
+    #[test]
+    fn a_maintenance_recommendation_evacuates_and_enters_maintenance_when_applied() {
+        let mut inv = Inventory::default();
+        let args = json!({"host": [{"_typeName": "ManagedObjectReference", "type": "HostSystem", "value": "host-21"}]});
+        let result = enter_maintenance_recommendations(&mut inv, Args::Json(&args))
+            .expect("recommended")
+            .to_json();
+        let listed = recommendations(&inv).to_json();
+        assert_eq!(listed, result["recommendations"]);
+        assert_eq!(listed[0]["reason"], "hostMaint");
+        assert_eq!(listed[0]["action"][0]["_typeName"], "ClusterMigrationAction");
+        assert_eq!(listed[0]["action"][0]["target"]["value"], "vm-31");
+        assert_eq!(inv.host_in_maintenance("host-21"), Some(false));
+        let key = json!({"key": listed[0]["key"]});
+        apply_recommendation(&mut inv, Args::Json(&key)).expect("applied");
+        assert_eq!(inv.host_in_maintenance("host-21"), Some(true));
+        assert_ne!(inv.vm("vm-31").map(|vm| vm.host.as_str()), Some("host-21"));
+        assert_eq!(recommendations(&inv).to_json(), json!([]));
+        assert!(apply_recommendation(&mut inv, Args::Json(&key)).is_err());
+    }
+
+    #[test]
+    fn a_stored_spec_is_written_as_soap() {
+        let mut inv = Inventory::default();
+        let action = json!({"_typeName": "MethodAction", "name": "ChangeLockdownMode",
+            "argument": [{"_typeName": "MethodActionArgument", "value": {"_typeName": "HostLockdownMode", "_value": "lockdownNormal"}}]});
+        let id = create_task(&mut inv, ("HostAccessManager", "ham-21"), action);
+        let mut soap = String::new();
+        info(&inv, &id).expect("info").any().write_soap("returnval", &mut soap);
+        for part in [
+            r#"<returnval xsi:type="ScheduledTaskInfo">"#,
+            r#"<action xsi:type="MethodAction"><name>ChangeLockdownMode</name><argument xsi:type="MethodActionArgument"><value xsi:type="HostLockdownMode">lockdownNormal</value></argument></action>"#,
+            r#"<hour>2</hour>"#,
+            r#"<taskObject type="HostAccessManager">ham-21</taskObject>"#,
+        ] {
+            assert!(soap.contains(part), "{part} in {soap}");
+        }
+    }
 }
