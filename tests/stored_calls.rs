@@ -94,7 +94,9 @@ async fn lifecycle_remediation_over_rest_needs_a_ticket() {
         )
         .await;
         assert_eq!(answer.0, 500, "{}", answer.1);
-        assert!(answer.1.contains("RestrictedByAdministrator") || answer.1.contains("UNAUTHORIZED"));
+        assert!(
+            answer.1.contains("RestrictedByAdministrator") || answer.1.contains("UNAUTHORIZED")
+        );
     }
     assert!(
         harness.sim().simulator.remediations().is_empty(),
@@ -135,7 +137,11 @@ async fn lifecycle_remediation_over_rest_needs_a_ticket() {
     let ran = harness.sim().simulator.remediations();
     assert_eq!(ran.len(), 1);
     assert_eq!(
-        (ran[0].kind.as_str(), ran[0].id.as_str(), ran[0].what.as_str()),
+        (
+            ran[0].kind.as_str(),
+            ran[0].id.as_str(),
+            ran[0].what.as_str()
+        ),
         ("clusters", "domain-c7", "software")
     );
     assert_eq!(ran[0].user, "VSPHERE.LOCAL\\Administrator");
@@ -236,8 +242,18 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
     let soap_session = ("Cookie", cookie.as_str());
     let sim = harness.sim().simulator.clone();
 
-    let maintenance_21 = stored_task(&harness, ("HostSystem", "host-21"), enter_maintenance_action()).await;
-    let maintenance_22 = stored_task(&harness, ("HostSystem", "host-22"), enter_maintenance_action()).await;
+    let maintenance_21 = stored_task(
+        &harness,
+        ("HostSystem", "host-21"),
+        enter_maintenance_action(),
+    )
+    .await;
+    let maintenance_22 = stored_task(
+        &harness,
+        ("HostSystem", "host-22"),
+        enter_maintenance_action(),
+    )
+    .await;
     let power_on = stored_task(
         &harness,
         ("VirtualMachine", "vm-33"),
@@ -267,7 +283,10 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
     let look_ups: Vec<_> = sim
         .journal()
         .into_iter()
-        .filter(|seen| seen.path.ends_with(&format!("/ScheduledTask/{maintenance_21}/info")))
+        .filter(|seen| {
+            seen.path
+                .ends_with(&format!("/ScheduledTask/{maintenance_21}/info"))
+        })
         .collect();
     assert_eq!(look_ups.len(), 2, "one look-up per call, nothing cached");
     assert_eq!(look_ups[0].http_method, "GET");
@@ -284,10 +303,26 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
     );
 
     // With a ticket, it runs: in both protocols.
-    let answer = run_task(&harness, &client, json_session, false, &maintenance_21, &[TICKET]).await;
+    let answer = run_task(
+        &harness,
+        &client,
+        json_session,
+        false,
+        &maintenance_21,
+        &[TICKET],
+    )
+    .await;
     assert_eq!(answer.0, 204, "{}", answer.1);
     assert_eq!(sim.host_in_maintenance("host-21"), Some(true));
-    let answer = run_task(&harness, &client, soap_session, true, &maintenance_22, &[TICKET]).await;
+    let answer = run_task(
+        &harness,
+        &client,
+        soap_session,
+        true,
+        &maintenance_22,
+        &[TICKET],
+    )
+    .await;
     assert_eq!(answer.0, 200, "{}", answer.1);
     assert_eq!(sim.host_in_maintenance("host-22"), Some(true));
 
@@ -302,11 +337,25 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
     // A task vCenter does not know cannot be looked up: refused, and nothing runs.
     let runs_before = reached_run(&sim);
     for (credential, soap) in [(json_session, false), (soap_session, true)] {
-        let answer = run_task(&harness, &client, credential, soap, "schedule-999", &[TICKET]).await;
+        let answer = run_task(
+            &harness,
+            &client,
+            credential,
+            soap,
+            "schedule-999",
+            &[TICKET],
+        )
+        .await;
         assert_eq!(answer.0, 500, "{}", answer.1);
-        assert!(answer.1.contains("RestrictedByAdministrator"), "{}", answer.1);
         assert!(
-            answer.1.contains("looked up scheduled task schedule-999 in vCenter")
+            answer.1.contains("RestrictedByAdministrator"),
+            "{}",
+            answer.1
+        );
+        assert!(
+            answer
+                .1
+                .contains("looked up scheduled task schedule-999 in vCenter")
                 && answer.1.contains("ManagedObjectNotFound"),
             "{}",
             answer.1
@@ -325,7 +374,9 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
     assert_eq!(denied["mo_id"], "host-21");
     assert_eq!(
         denied["looked_up"],
-        format!("ScheduledTask {maintenance_21} runs EnterMaintenanceMode_Task on HostSystem host-21")
+        format!(
+            "ScheduledTask {maintenance_21} runs EnterMaintenanceMode_Task on HostSystem host-21"
+        )
     );
     let harmless = records
         .iter()
@@ -385,7 +436,14 @@ async fn apply_recommendation_is_decided_on_the_stored_recommendation() {
     )
     .await;
     assert_denied(&answer, "maintenance-needs-ticket");
-    let answer = post(&harness, &client, "/sdk", &[("Cookie", &cookie)], apply_soap.clone()).await;
+    let answer = post(
+        &harness,
+        &client,
+        "/sdk",
+        &[("Cookie", &cookie)],
+        apply_soap.clone(),
+    )
+    .await;
     assert_denied(&answer, "maintenance-needs-ticket");
     assert_eq!(sim.host_in_maintenance("host-21"), Some(false));
     assert!(

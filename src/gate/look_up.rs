@@ -74,15 +74,13 @@ impl Stored {
         }
         match (call.method.as_str(), &call.body) {
             ("RunScheduledTask", _) => Some(Self::Task(call.target.clone())),
-            ("ApplyRecommendation", GuardedBody::Effect(facts)) => {
-                facts
-                    .recommendation
-                    .clone()
-                    .map(|key| Self::Recommendation {
-                        cluster: call.target.clone(),
-                        key,
-                    })
-            }
+            ("ApplyRecommendation", GuardedBody::Effect(facts)) => facts
+                .recommendation
+                .clone()
+                .map(|key| Self::Recommendation {
+                    cluster: call.target.clone(),
+                    key,
+                }),
             _ => None,
         }
     }
@@ -127,10 +125,14 @@ impl Step for LookUp {
         let answer = ask(&self.forward, request, &subject).await?;
         let found = match &stored {
             Stored::Task(task) => {
-                let run = run_scheduled_task_call(task, &answer, &facts.snapshot.guarded)
-                    .map_err(|refusal| {
-                        failed(&subject, format!("could not use its answer: {}", refusal.message))
-                    })?;
+                let run = run_scheduled_task_call(task, &answer, &facts.snapshot.guarded).map_err(
+                    |refusal| {
+                        failed(
+                            &subject,
+                            format!("could not use its answer: {}", refusal.message),
+                        )
+                    },
+                )?;
                 LookedUp {
                     operation: with_call(operation, run.unwrap_or_else(|| harmless(call))),
                     summary: format!(
@@ -141,9 +143,13 @@ impl Step for LookUp {
                 }
             }
             Stored::Recommendation { cluster, key } => {
-                let apply = apply_recommendation_call(cluster, key, &answer).map_err(|refusal| {
-                    failed(&subject, format!("could not use its answer: {}", refusal.message))
-                })?;
+                let apply =
+                    apply_recommendation_call(cluster, key, &answer).map_err(|refusal| {
+                        failed(
+                            &subject,
+                            format!("could not use its answer: {}", refusal.message),
+                        )
+                    })?;
                 LookedUp {
                     summary: recommendation_summary(&apply),
                     operation: with_call(operation, apply),

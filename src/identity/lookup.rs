@@ -92,7 +92,10 @@ pub async fn lookup_user(
 fn user_field(body: &[u8], field: &str) -> Result<Option<String>, LookupError> {
     let session: Value =
         serde_json::from_slice(body).map_err(|err| LookupError::Unreadable(err.to_string()))?;
-    Ok(session.get(field).and_then(Value::as_str).map(str::to_owned))
+    Ok(session
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned))
 }
 
 fn rest_request(token: &str) -> Result<Request<crate::body::ProxyBody>, http::Error> {

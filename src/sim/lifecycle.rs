@@ -100,9 +100,7 @@ fn login(sim: &SimInner, parts: &Parts) -> Response<SimBody> {
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
-    let Some((user, password)) = credentials
-        .as_deref()
-        .and_then(|text| text.split_once(':'))
+    let Some((user, password)) = credentials.as_deref().and_then(|text| text.split_once(':'))
     else {
         return unauthenticated();
     };

@@ -450,10 +450,9 @@ fn call_once(state: &mut SimState, call: &Call<'_>, first: bool) -> Result<Step,
             });
             done(Outcome::Value(VimValue::MoRef(task)))
         }
-        (
-            "ScheduledTaskManager",
-            "CreateScheduledTask" | "CreateObjectScheduledTask",
-        ) => done(Outcome::Value(scheduled_tasks::create(inv, args, &user)?)),
+        ("ScheduledTaskManager", "CreateScheduledTask" | "CreateObjectScheduledTask") => {
+            done(Outcome::Value(scheduled_tasks::create(inv, args, &user)?))
+        }
         ("ScheduledTask", "RunScheduledTask") => {
             let (target, method, params) = scheduled_tasks::action_call(inv, &obj.value)?;
             if method == "RunScheduledTask" {

@@ -74,7 +74,11 @@ impl StoredCalls {
 }
 
 /// `CreateScheduledTask(obj, spec)` / `CreateObjectScheduledTask(obj, spec)`: stores the task.
-pub(crate) fn create(inv: &mut Inventory, args: Args<'_>, user: &str) -> Result<VimValue, VimFault> {
+pub(crate) fn create(
+    inv: &mut Inventory,
+    args: Args<'_>,
+    user: &str,
+) -> Result<VimValue, VimFault> {
     let Args::Json(params) = args else {
         return Err(faults::invalid_request(
             "the simulator keeps scheduled tasks created over VI/JSON only",
@@ -210,7 +214,9 @@ pub(crate) fn enter_maintenance_recommendations(
     }
     let mut filed = Vec::new();
     for host in hosts {
-        let state = inv.host(&host.value).ok_or_else(|| faults::not_found(&host))?;
+        let state = inv
+            .host(&host.value)
+            .ok_or_else(|| faults::not_found(&host))?;
         if state.in_maintenance {
             return Err(faults::invalid_state());
         }
@@ -358,7 +364,10 @@ mod tests {
         let (target, method, params) = action_call(&inv, &id).expect("action");
         assert_eq!(target, MoRef::new("HostSystem", "host-21"));
         assert_eq!(method, "EnterMaintenanceMode_Task");
-        assert_eq!(params, json!({"timeout": 300, "evacuatePoweredOffVms": true}));
+        assert_eq!(
+            params,
+            json!({"timeout": 300, "evacuatePoweredOffVms": true})
+        );
         record_run(&mut inv, &id, Some(&faults::invalid_state()));
         let ran = info(&inv, &id).expect("info").to_json();
         assert_eq!(ran["state"], "error");
@@ -390,7 +399,10 @@ mod tests {
         let listed = recommendations(&inv).to_json();
         assert_eq!(listed, result["recommendations"]);
         assert_eq!(listed[0]["reason"], "hostMaint");
-        assert_eq!(listed[0]["action"][0]["_typeName"], "ClusterMigrationAction");
+        assert_eq!(
+            listed[0]["action"][0]["_typeName"],
+            "ClusterMigrationAction"
+        );
         assert_eq!(listed[0]["action"][0]["target"]["value"], "vm-31");
         assert_eq!(inv.host_in_maintenance("host-21"), Some(false));
         let key = json!({"key": listed[0]["key"]});
@@ -408,7 +420,10 @@ mod tests {
             "argument": [{"_typeName": "MethodActionArgument", "value": {"_typeName": "HostLockdownMode", "_value": "lockdownNormal"}}]});
         let id = create_task(&mut inv, ("HostAccessManager", "ham-21"), action);
         let mut soap = String::new();
-        info(&inv, &id).expect("info").any().write_soap("returnval", &mut soap);
+        info(&inv, &id)
+            .expect("info")
+            .any()
+            .write_soap("returnval", &mut soap);
         for part in [
             r#"<returnval xsi:type="ScheduledTaskInfo">"#,
             r#"<action xsi:type="MethodAction"><name>ChangeLockdownMode</name><argument xsi:type="MethodActionArgument"><value xsi:type="HostLockdownMode">lockdownNormal</value></argument></action>"#,

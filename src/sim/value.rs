@@ -239,8 +239,15 @@ fn write_raw(name: &str, json: &Json, out: &mut String) {
                 let primitive = map.contains_key("_value")
                     && matches!(
                         type_name,
-                        "string" | "boolean" | "int" | "long" | "short" | "byte" | "float"
-                            | "double" | "dateTime"
+                        "string"
+                            | "boolean"
+                            | "int"
+                            | "long"
+                            | "short"
+                            | "byte"
+                            | "float"
+                            | "double"
+                            | "dateTime"
                     );
                 let prefix = if primitive { "xsd:" } else { "" };
                 out.push_str(&format!(" xsi:type=\"{prefix}{}\"", xml_escape(type_name)));

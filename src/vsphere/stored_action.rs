@@ -59,7 +59,10 @@ pub fn describe_scheduled_action(info: &[u8]) -> String {
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or("(unnamed action)");
-    match info.get("taskObject").map(|o| (o.get("type"), o.get("value"))) {
+    match info
+        .get("taskObject")
+        .map(|o| (o.get("type"), o.get("value")))
+    {
         Some((Some(Value::String(ty)), Some(Value::String(id)))) => format!("{name} on {ty} {id}"),
         _ => name.to_owned(),
     }
@@ -273,7 +276,10 @@ mod tests {
         };
         assert!(!facts("1").enters_maintenance);
         assert!(facts("2").enters_maintenance);
-        assert_eq!(facts("2").recommendation_reason.as_deref(), Some("hostMaint"));
+        assert_eq!(
+            facts("2").recommendation_reason.as_deref(),
+            Some("hostMaint")
+        );
         assert_eq!(facts("2").recommendation.as_deref(), Some("2"));
         assert!(apply_recommendation_call(&cluster, "3", list).is_err());
         assert!(apply_recommendation_call(&cluster, "1", b"{}").is_err());
