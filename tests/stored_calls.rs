@@ -44,11 +44,7 @@ fn assert_denied(answer: &(u16, String), policy: &str) {
 }
 
 fn audit_records(harness: &Harness) -> Vec<Value> {
-    std::fs::read_to_string(&harness.audit_path)
-        .expect("audit file")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON record per line"))
-        .collect()
+    common::gateway_process::records_in(std::slice::from_ref(&harness.audit_path))
 }
 
 #[tokio::test]

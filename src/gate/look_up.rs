@@ -22,6 +22,7 @@ use crate::gate::forward::Forward;
 use crate::gate::step::{Inner, Next, Step, StepResult};
 use crate::identity::DEFAULT_RELEASE;
 use crate::server::ClientAddr;
+use crate::vsphere::classify::Refusal;
 use crate::vsphere::credentials::{Credential, SESSION_HEADER};
 use crate::vsphere::effects::EffectFacts;
 use crate::vsphere::operation::{GuardedBody, GuardedCall, MoRef, Operation, Protocol, Route};
@@ -123,16 +124,16 @@ impl Step for LookUp {
         let request = look_up_request(&req, &facts, stored.path(&look_up_release(operation)))
             .map_err(|cause| failed(&subject, cause))?;
         let answer = ask(&self.forward, request, &subject).await?;
+        let unusable = |refusal: Refusal| {
+            failed(
+                &subject,
+                format!("could not use its answer: {}", refusal.message),
+            )
+        };
         let found = match &stored {
             Stored::Task(task) => {
-                let run = run_scheduled_task_call(task, &answer, &facts.snapshot.guarded).map_err(
-                    |refusal| {
-                        failed(
-                            &subject,
-                            format!("could not use its answer: {}", refusal.message),
-                        )
-                    },
-                )?;
+                let run = run_scheduled_task_call(task, &answer, &facts.snapshot.guarded)
+                    .map_err(unusable)?;
                 LookedUp {
                     operation: with_call(operation, run.unwrap_or_else(|| harmless(call))),
                     summary: format!(
@@ -143,13 +144,7 @@ impl Step for LookUp {
                 }
             }
             Stored::Recommendation { cluster, key } => {
-                let apply =
-                    apply_recommendation_call(cluster, key, &answer).map_err(|refusal| {
-                        failed(
-                            &subject,
-                            format!("could not use its answer: {}", refusal.message),
-                        )
-                    })?;
+                let apply = apply_recommendation_call(cluster, key, &answer).map_err(unusable)?;
                 LookedUp {
                     summary: recommendation_summary(&apply),
                     operation: with_call(operation, apply),
