@@ -687,6 +687,23 @@ fn effect_cases() -> Vec<Case> {
             ),
             carrier,
         ),
+        json(
+            "ReconfigureAlarm carrying EnterMaintenanceMode_Task",
+            on("Alarm", "alarm-12", "ReconfigureAlarm"),
+            r#"{"spec":{"_typeName":"AlarmSpec","name":"a","description":"d","enabled":true,"expression":{"_typeName":"StateAlarmExpression","operator":"isEqual","type":"HostSystem","statePath":"runtime.connectionState","red":"disconnected"},"action":{"_typeName":"AlarmTriggeringAction","action":{"_typeName":"MethodAction","name":"EnterMaintenanceMode_Task","argument":[{"_typeName":"MethodActionArgument","value":{"_typeName":"int","_value":0}}]},"green2yellow":false,"yellow2red":true,"red2yellow":false,"yellow2green":false}}}"#,
+            carrier,
+        ),
+        soap_case(
+            "SOAP ReconfigureAlarm carrying normal lockdown",
+            "/sdk",
+            soap_on(
+                "ReconfigureAlarm",
+                "Alarm",
+                "alarm-12",
+                r#"<spec><name>a</name><description>d</description><enabled>true</enabled><expression xsi:type="StateAlarmExpression"><operator>isEqual</operator><type>HostSystem</type><statePath>runtime.connectionState</statePath><red>disconnected</red></expression><action xsi:type="AlarmTriggeringAction"><action xsi:type="MethodAction"><name>ChangeLockdownMode</name><argument><value xsi:type="HostLockdownMode">lockdownNormal</value></argument></action><green2yellow>false</green2yellow><yellow2red>true</yellow2red><red2yellow>false</red2yellow><yellow2green>false</yellow2green></action></spec>"#,
+            ),
+            carrier,
+        ),
         // vSphere Lifecycle Manager remediation over the Automation REST API.
         rest(
             "Lifecycle Manager cluster software apply (task)",
@@ -818,6 +835,7 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                         | "ExecuteSoap"
                         | "CreateScheduledTask"
                         | "CreateAlarm"
+                        | "ReconfigureAlarm"
                         | "StopService"
                         | "UninstallService"
                         | "UpdateServicePolicy"
