@@ -614,6 +614,20 @@ fn effect_cases() -> Vec<Case> {
             ),
             maintenance,
         ),
+        soap_case(
+            "EAM Agency_Enable on /eam/sdk",
+            "/eam/sdk",
+            soap(
+                r#"<Agency_Enable xmlns="urn:eam"><_this type="Agency">agency-1</_this></Agency_Enable>"#,
+            ),
+            maintenance,
+        ),
+        json(
+            "EAM Agency_Enable over VI/JSON with the eam service segment",
+            format!("{V}/eam/Agency/agency-1/Agency_Enable"),
+            "",
+            maintenance,
+        ),
         // vmodl forms through ExecuteSoap, and esxcli with an xsd:boolean 1.
         json(
             "ExecuteSoap vim.host.ServiceSystem.stop DCUI",
@@ -852,6 +866,7 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                         | "RunScheduledTask"
                         | "CreateAgency"
                         | "Update"
+                        | "Agency_Enable"
                 )
             ) || seen.path.contains("/esx/settings/")
                 || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")

@@ -63,6 +63,9 @@ pub enum EffectMethod {
     CreateAgency,
     /// EAM `Agency.Update(config)`.
     UpdateAgency,
+    /// EAM `Agency.Agency_Enable()`: sets the agency's goal state to enabled, so it installs
+    /// its VIBs on the hosts of its scope again.
+    EnableAgency,
 }
 
 /// Every effect method: wire name, kind, Cedar action, parameter names in order.
@@ -175,6 +178,12 @@ pub(crate) const EFFECT_METHODS: &[(&str, EffectMethod, &str, &[&str])] = &[
         "UpdateAgency",
         &["config"],
     ),
+    (
+        "Agency_Enable",
+        EffectMethod::EnableAgency,
+        "Agency_Enable",
+        &[],
+    ),
 ];
 
 /// vmodl method names (`ExecuteSoap`, the part after the last `.`, compared case-insensitively)
@@ -255,6 +264,7 @@ impl EffectMethod {
                 | Self::RunScheduledTask
                 | Self::CreateAgency
                 | Self::UpdateAgency
+                | Self::EnableAgency
         )
     }
 }
@@ -520,7 +530,7 @@ pub(crate) fn classify_effect(
             };
         }
         EffectMethod::RunScheduledTask => facts = EffectFacts::unknown(true),
-        EffectMethod::CreateAgency | EffectMethod::UpdateAgency => {
+        EffectMethod::CreateAgency | EffectMethod::UpdateAgency | EffectMethod::EnableAgency => {
             facts.enters_maintenance = true;
         }
     }
@@ -936,6 +946,10 @@ mod tests {
         );
         assert_eq!(EffectMethod::from_vmodl("vim.HostSystem.reboot"), None);
         assert_eq!(EffectMethod::UpdateAgency.action(), "UpdateAgency");
+        assert_eq!(
+            EffectMethod::from_wire("Agency_Enable").map(EffectMethod::action),
+            Some("Agency_Enable")
+        );
         assert_eq!(
             EffectMethod::from_wire("Update"),
             Some(EffectMethod::UpdateAgency)
