@@ -392,7 +392,7 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
 
 #[tokio::test]
 async fn apply_recommendation_is_decided_on_the_stored_recommendation() {
-    let harness = Harness::start().await;
+    let mut harness = Harness::start().await;
     let client = harness.client();
     let token = harness.login(&client).await;
     let cookie = harness.soap_login(&client).await;
@@ -475,4 +475,21 @@ async fn apply_recommendation_is_decided_on_the_stored_recommendation() {
     .await;
     assert_eq!(answer.0, 200, "{}", answer.1);
     assert_eq!(sim.host_in_maintenance("host-21"), Some(true));
+
+    // vCenter gone: the look-up cannot be made, so the call is refused as such.
+    harness.stop_sim().await;
+    let answer = post(
+        &harness,
+        &client,
+        &format!("{cluster}/ApplyRecommendation"),
+        &[json_session, TICKET],
+        apply_json,
+    )
+    .await;
+    assert_eq!(answer.0, 500, "{}", answer.1);
+    assert!(
+        answer.1.contains("RestrictedByAdministrator") && answer.1.contains("could not reach it"),
+        "{}",
+        answer.1
+    );
 }

@@ -64,7 +64,7 @@ pub async fn lookup_user(
         .map_err(|err| LookupError::Unreadable(err.to_string()))?;
     if service == SessionService::Rest {
         return match status {
-            StatusCode::OK => Ok(user_field(&body, "user")?),
+            StatusCode::OK => user_field(&body, "user"),
             // vAPI: 401 UNAUTHENTICATED for a token that is not a live session.
             StatusCode::UNAUTHORIZED => Ok(None),
             other => Err(LookupError::Status(other)),

@@ -212,7 +212,8 @@ impl VimValue {
 }
 
 /// Appends the SOAP form of a VI/JSON value as element(s) named `name`: arrays repeat the
-/// element, `_typeName` becomes `xsi:type` (`xsd:` for primitives), a reference gets `type`.
+/// element, `_typeName` becomes `xsi:type` (`xsd:` for primitives), a reference gets `type`;
+/// fields in the order the JSON object keeps them (by name), which vim clients accept.
 fn write_raw(name: &str, json: &Json, out: &mut String) {
     let text = match json {
         Json::Null => return,
