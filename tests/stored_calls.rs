@@ -90,8 +90,14 @@ async fn lifecycle_remediation_over_rest_needs_a_ticket() {
         )
         .await;
         assert_eq!(answer.0, 500, "{}", answer.1);
-        assert!(
-            answer.1.contains("RestrictedByAdministrator") || answer.1.contains("UNAUTHORIZED")
+        let error: Value = serde_json::from_str(&answer.1).expect("a vAPI error");
+        assert_eq!(error["error_type"], "UNAUTHORIZED");
+        assert_eq!(
+            error["messages"][0]["default_message"]
+                .as_str()
+                .and_then(|m| m.split(" (request").next()),
+            Some("Blocked by vcguard: no policy permits ApplyEsxSettings"),
+            "{error}"
         );
     }
     assert!(
