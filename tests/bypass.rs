@@ -735,6 +735,11 @@ fn effect_cases() -> Vec<Case> {
             maintenance,
         ),
         rest(
+            "Lifecycle Manager configuration draft apply (commit and remediate)",
+            "/api/esx/settings/clusters/domain-c7/configuration/drafts/7?action=apply&vmw-task=true",
+            maintenance,
+        ),
+        rest(
             "Lifecycle Manager apply, /rest form",
             "/rest/esx/settings/clusters/domain-c7/software?action=apply",
             maintenance,
