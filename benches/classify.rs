@@ -98,13 +98,22 @@ fn benches(c: &mut Criterion) {
     c.bench_function("json/effect_stop_service_dcui", |b| {
         b.iter(|| vim_json(STOP_DCUI_PATH, black_box(br#"{"id":"DCUI"}"#), &guarded))
     });
-    c.bench_function("path/lifecycle_rest_apply", |b| {
-        b.iter(|| {
-            vcguard::vsphere::lifecycle::classify_rest(black_box(
-                "/api/esx/settings/clusters/domain-c7/software?action=apply&vmw-task=true",
-            ))
-        })
-    });
+    for (name, target) in [
+        (
+            "path/lifecycle_rest_apply",
+            "/api/esx/settings/clusters/domain-c7/software?action=apply&vmw-task=true",
+        ),
+        // What every other REST call now costs on its way through (the gateway's classify step).
+        ("path/rest_pass_through", "/api/vcenter/vm?names=web-01"),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                classify_path(black_box(target))
+                    .ok()
+                    .map(|_| vcguard::vsphere::lifecycle::classify_rest(black_box(target)))
+            })
+        });
+    }
 
     c.bench_function("json/guarded_enter_maintenance_mode", |b| {
         b.iter(|| vim_json(ENTER_PATH, black_box(ENTER_JSON), &guarded))

@@ -20,6 +20,7 @@ use crate::gate::classify::{Classify, ClassifyLimits};
 use crate::gate::decide::Decide;
 use crate::gate::forward::{Forward, UpstreamOptions};
 use crate::gate::identify::Identify;
+use crate::gate::look_up::LookUp;
 use crate::gate::own_api::OwnApi;
 use crate::gate::rescue::RescueLayer;
 use crate::gate::ticket::Ticket;
@@ -305,6 +306,7 @@ impl Gateway {
                 rescue: RescueLayer::new(parts.policies.clone(), metrics.clone()),
                 audit: Audit::new(audit.clone()),
                 classify: Classify::new(parts.classify),
+                look_up: LookUp::new(forward.clone()),
                 identify: Identify::new(sessions, forward.clone(), parts.identity_token),
                 own_api: OwnApi::new(console),
                 ticket: Ticket::new(

@@ -53,6 +53,10 @@ fn json(name: &'static str, path: String, body: &str, expect: Expect) -> Case {
     }
 }
 
+fn rest(name: &'static str, path: &str, expect: Expect) -> Case {
+    json(name, path.into(), "{}", expect)
+}
+
 fn soap_case(name: &'static str, path: &str, body: Vec<u8>, expect: Expect) -> Case {
     Case {
         name,
@@ -365,7 +369,7 @@ fn effect_cases() -> Vec<Case> {
     let lockdown = Denied("lockdown-no-strict");
     let access = Denied("dcui-access-needs-ticket");
     let maintenance = Denied("maintenance-needs-ticket");
-    let unknown = Denied("effect-unknown");
+    let lookup_failed = Refused(500, "RestrictedByAdministrator");
     let carrier = Denied("carrier-outlives-ticket");
     let on = |ty: &str, id: &str, name: &str| format!("{V}/{ty}/{id}/{name}");
     let soap_on = |method: &str, ty: &str, id: &str, params: &str| {
@@ -583,16 +587,16 @@ fn effect_cases() -> Vec<Case> {
             maintenance,
         ),
         json(
-            "ApplyRecommendation (stored: not looked up)",
+            "ApplyRecommendation of a recommendation vCenter does not list (look-up fails)",
             on("ClusterComputeResource", "domain-c7", "ApplyRecommendation"),
             r#"{"key":"1"}"#,
-            unknown,
+            lookup_failed,
         ),
         soap_case(
-            "SOAP RunScheduledTask (stored: not looked up)",
+            "SOAP RunScheduledTask of a task vCenter does not know (look-up fails)",
             "/sdk",
             soap_on("RunScheduledTask", "ScheduledTask", "schedule-7", ""),
-            unknown,
+            lookup_failed,
         ),
         soap_case(
             "EAM CreateAgency on /eam/sdk",
@@ -608,6 +612,20 @@ fn effect_cases() -> Vec<Case> {
             soap(
                 r#"<Update xmlns="urn:eam"><_this type="Agency">agency-1</_this><config><agentName>x</agentName></config></Update>"#,
             ),
+            maintenance,
+        ),
+        soap_case(
+            "EAM Agency_Enable on /eam/sdk",
+            "/eam/sdk",
+            soap(
+                r#"<Agency_Enable xmlns="urn:eam"><_this type="Agency">agency-1</_this></Agency_Enable>"#,
+            ),
+            maintenance,
+        ),
+        json(
+            "EAM Agency_Enable over VI/JSON with the eam service segment",
+            format!("{V}/eam/Agency/agency-1/Agency_Enable"),
+            "",
             maintenance,
         ),
         // vmodl forms through ExecuteSoap, and esxcli with an xsd:boolean 1.
@@ -683,6 +701,54 @@ fn effect_cases() -> Vec<Case> {
             ),
             carrier,
         ),
+        json(
+            "ReconfigureAlarm carrying EnterMaintenanceMode_Task",
+            on("Alarm", "alarm-12", "ReconfigureAlarm"),
+            r#"{"spec":{"_typeName":"AlarmSpec","name":"a","description":"d","enabled":true,"expression":{"_typeName":"StateAlarmExpression","operator":"isEqual","type":"HostSystem","statePath":"runtime.connectionState","red":"disconnected"},"action":{"_typeName":"AlarmTriggeringAction","action":{"_typeName":"MethodAction","name":"EnterMaintenanceMode_Task","argument":[{"_typeName":"MethodActionArgument","value":{"_typeName":"int","_value":0}}]},"green2yellow":false,"yellow2red":true,"red2yellow":false,"yellow2green":false}}}"#,
+            carrier,
+        ),
+        soap_case(
+            "SOAP ReconfigureAlarm carrying normal lockdown",
+            "/sdk",
+            soap_on(
+                "ReconfigureAlarm",
+                "Alarm",
+                "alarm-12",
+                r#"<spec><name>a</name><description>d</description><enabled>true</enabled><expression xsi:type="StateAlarmExpression"><operator>isEqual</operator><type>HostSystem</type><statePath>runtime.connectionState</statePath><red>disconnected</red></expression><action xsi:type="AlarmTriggeringAction"><action xsi:type="MethodAction"><name>ChangeLockdownMode</name><argument><value xsi:type="HostLockdownMode">lockdownNormal</value></argument></action><green2yellow>false</green2yellow><yellow2red>true</yellow2red><red2yellow>false</red2yellow><yellow2green>false</yellow2green></action></spec>"#,
+            ),
+            carrier,
+        ),
+        // vSphere Lifecycle Manager remediation over the Automation REST API.
+        rest(
+            "Lifecycle Manager cluster software apply (task)",
+            "/api/esx/settings/clusters/domain-c7/software?action=apply&vmw-task=true",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager cluster configuration apply",
+            "/api/esx/settings/clusters/domain-c7/configuration?vmw-task=true&action=apply",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager host software apply",
+            "/api/esx/settings/hosts/host-21/software?action=apply",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager configuration draft apply (commit and remediate)",
+            "/api/esx/settings/clusters/domain-c7/configuration/drafts/7?action=apply&vmw-task=true",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager apply, /rest form",
+            "/rest/esx/settings/clusters/domain-c7/software?action=apply",
+            maintenance,
+        ),
+        rest(
+            "Lifecycle Manager apply spelled Apply",
+            "/api/esx/settings/clusters/domain-c7/software?action=Apply",
+            Refused(500, "INVALID_ARGUMENT"),
+        ),
         // Near-miss spellings of the SOAP endpoint.
         soap_case("SOAP on /sdk.", "/sdk.", strict_soap.clone(), lockdown),
         soap_case("SOAP on /sdk%20", "/sdk%20", strict_soap.clone(), lockdown),
@@ -757,8 +823,9 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                 status == want_status && fault_type == want_type
             }
             Expect::Denied(policy) => {
+                // A vim fault, or the vAPI error of a REST call.
                 status == 500
-                    && fault_type == "RestrictedByAdministrator"
+                    && (fault_type == "RestrictedByAdministrator" || fault_type == "UNAUTHORIZED")
                     && body.contains(&format!("policy {policy}:"))
             }
         };
@@ -787,6 +854,7 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                         | "ExecuteSoap"
                         | "CreateScheduledTask"
                         | "CreateAlarm"
+                        | "ReconfigureAlarm"
                         | "StopService"
                         | "UninstallService"
                         | "UpdateServicePolicy"
@@ -803,8 +871,10 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
                         | "RunScheduledTask"
                         | "CreateAgency"
                         | "Update"
+                        | "Agency_Enable"
                 )
-            ) || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")
+            ) || seen.path.contains("/esx/settings/")
+                || String::from_utf8_lossy(&seen.body).contains("lockdownStrict")
                 || String::from_utf8_lossy(&seen.body).contains("DCUI")
         })
         .map(|seen| format!("{} {} {:?}", seen.http_method, seen.path, seen.vim_method))
@@ -826,7 +896,12 @@ async fn every_bypass_attempt_is_refused_or_denied_and_never_reaches_vcenter() {
 
 fn fault_type(body: &str) -> String {
     if let Ok(fault) = serde_json::from_str::<Value>(body) {
-        return fault["_typeName"].as_str().unwrap_or_default().to_owned();
+        // A vim fault names its type; a vAPI error (the Automation REST API) its error type.
+        return fault["_typeName"]
+            .as_str()
+            .or_else(|| fault["error_type"].as_str())
+            .unwrap_or_default()
+            .to_owned();
     }
     body.split("xsi:type=\"")
         .nth(1)

@@ -143,6 +143,10 @@ pub struct CallRecord {
     /// The ticket claim that gave the call its ticket (`clm-…`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
+    /// What a stored call turned out to do when vcguard looked it up in vCenter (a scheduled
+    /// task's action, a DRS recommendation's reason); the call was decided on that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub looked_up: Option<String>,
 }
 
 /// The outcome of a call: the call fields plus what came back.

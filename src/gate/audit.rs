@@ -326,6 +326,7 @@ fn call_record(log: &AuditLog, facts: &Facts, request: &RequestFacts) -> CallRec
         ticket_problem: ticket.and_then(|facts| facts.problem.clone()),
         claim: ticket.and_then(|facts| facts.claim.clone()),
         approval: facts.approval().map(str::to_owned),
+        looked_up: facts.looked_up().map(|found| found.summary.clone()),
         ..CallRecord::default()
     };
     with_decision(call, facts.decision().map(Arc::as_ref))

@@ -24,6 +24,7 @@ use crate::vsphere::classify::{
     operation_from_soap_head, pass_through, refuse_xml_on_vim_json, sdk_without_body, soap_release,
 };
 use crate::vsphere::credentials::single_credential;
+use crate::vsphere::lifecycle::classify_rest;
 use crate::vsphere::long_poll::{WaitBound, is_long_poll, wait_bound};
 use crate::vsphere::operation::{Operation, Protocol};
 use crate::vsphere::soap::{SniffState, SoapSniffer};
@@ -106,6 +107,14 @@ async fn classify(
         .path_and_query()
         .map_or_else(|| req.uri().path(), |pq| pq.as_str());
     let class = classify_path(target)?;
+    if class == PathClass::Rest
+        && let Some(call) = classify_rest(target)?
+    {
+        // A Lifecycle Manager remediation: decided from the request target, body streamed.
+        facts.set_credential(single_credential(req.headers())?);
+        facts.set_operation(Operation::rest(call));
+        return Ok(req);
+    }
     if let Some(operation) = pass_through(&class) {
         facts.set_credential(single_credential(req.headers()).ok().flatten());
         facts.set_operation(operation);

@@ -177,7 +177,11 @@ pub fn policy_context(
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let mut context = json!({
-        "protocol": match protocol { Protocol::Soap => "soap", _ => "json" },
+        "protocol": match protocol {
+            Protocol::Soap => "soap",
+            Protocol::Rest => "rest",
+            _ => "json",
+        },
         "indirect": call.route.is_indirect(),
         "route": call.route.name(),
         "method": call.via,

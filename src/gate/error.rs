@@ -41,6 +41,17 @@ pub enum GatewayError {
         /// What failed, without secrets.
         cause: String,
     },
+    /// What a stored call (a scheduled task, a DRS recommendation) does could not be looked up
+    /// in vCenter: the call is refused (fail closed).
+    #[error(
+        "vcguard could not find out what this call does: it looked up {subject} in vCenter and {cause}; refused, nothing was forwarded"
+    )]
+    LookupFailed {
+        /// What was looked up, e.g. `scheduled task schedule-7`.
+        subject: String,
+        /// What went wrong, e.g. `vCenter answered 500 ManagedObjectNotFound`.
+        cause: String,
+    },
     /// The request is malformed or ambiguous and cannot be classified safely.
     #[error("vcguard: {}", .0.message)]
     Malformed(#[from] Refusal),
@@ -135,6 +146,7 @@ impl GatewayError {
         match self {
             Self::Denied { .. }
             | Self::ApprovalRequired { .. }
+            | Self::LookupFailed { .. }
             | Self::Malformed(_)
             | Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::StateUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,9 +164,10 @@ impl GatewayError {
     /// The vim fault type the client gets.
     pub fn fault_type(&self) -> FaultType {
         match self {
-            Self::Denied { .. } | Self::ApprovalRequired { .. } | Self::StateUnavailable { .. } => {
-                FaultType::RestrictedByAdministrator
-            }
+            Self::Denied { .. }
+            | Self::ApprovalRequired { .. }
+            | Self::StateUnavailable { .. }
+            | Self::LookupFailed { .. } => FaultType::RestrictedByAdministrator,
             Self::Malformed(refusal) => refusal.fault_type,
             Self::BodyTooLarge { .. }
             | Self::UnsupportedEncoding { .. }
@@ -175,6 +188,7 @@ impl GatewayError {
             Self::Denied { .. } => "denied",
             Self::ApprovalRequired { .. } => "approval_required",
             Self::StateUnavailable { .. } => "state_unavailable",
+            Self::LookupFailed { .. } => "lookup_failed",
             Self::Malformed(_) => "malformed",
             Self::BodyTooLarge { .. } => "too_large",
             Self::UnsupportedEncoding { .. } => "encoding",
@@ -201,6 +215,7 @@ impl GatewayError {
             Self::Denied { .. }
             | Self::ApprovalRequired { .. }
             | Self::StateUnavailable { .. }
+            | Self::LookupFailed { .. }
             | Self::Malformed(_)
             | Self::BodyTooLarge { .. }
             | Self::UnsupportedEncoding { .. }
@@ -223,9 +238,10 @@ impl GatewayError {
     pub fn to_fault(&self, request_id: &str) -> VimFault {
         let text = format!("{self} (request {request_id})");
         match self {
-            Self::Denied { .. } | Self::ApprovalRequired { .. } | Self::StateUnavailable { .. } => {
-                VimFault::restricted_by_administrator(text)
-            }
+            Self::Denied { .. }
+            | Self::ApprovalRequired { .. }
+            | Self::StateUnavailable { .. }
+            | Self::LookupFailed { .. } => VimFault::restricted_by_administrator(text),
             Self::Malformed(refusal) => {
                 VimFault::gateway(refusal.fault_type, "request.refused", text)
             }
@@ -249,6 +265,7 @@ impl GatewayError {
             Self::Denied { .. } => "denied",
             Self::ApprovalRequired { .. } => "approval required",
             Self::StateUnavailable { .. } => "state store unavailable: refusing the call",
+            Self::LookupFailed { .. } => "look-up of a stored call failed: refusing the call",
             _ => "request refused",
         }
     }
@@ -257,6 +274,7 @@ impl GatewayError {
         match self {
             Self::Denied { .. } | Self::ApprovalRequired { .. } => "policy.denied",
             Self::StateUnavailable { .. } => "state.unavailable",
+            Self::LookupFailed { .. } => "lookup.failed",
             Self::Malformed(_) => "request.refused",
             Self::BodyTooLarge { .. } => "request.too_large",
             Self::UnsupportedEncoding { .. } => "request.encoding",

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use http::Request;
 
+use crate::gate::look_up::LookedUp;
 use crate::gate::ticket::TicketFacts;
 use crate::identity::Caller;
 use crate::policy::{Decision, PolicySnapshot};
@@ -24,6 +25,7 @@ pub struct Facts {
     pub own_api: bool,
     credential: OnceLock<Option<Credential>>,
     operation: OnceLock<Operation>,
+    looked_up: OnceLock<LookedUp>,
     caller: OnceLock<Caller>,
     ticket: OnceLock<TicketFacts>,
     decision: OnceLock<Arc<Decision>>,
@@ -41,6 +43,7 @@ impl Facts {
             own_api: path.starts_with(crate::console::OWN_PREFIX),
             credential: OnceLock::new(),
             operation: OnceLock::new(),
+            looked_up: OnceLock::new(),
             caller: OnceLock::new(),
             ticket: OnceLock::new(),
             decision: OnceLock::new(),
@@ -60,9 +63,23 @@ impl Facts {
         self.credential.get().and_then(Option::as_ref)
     }
 
-    /// What call this is, once classified.
+    /// What call this is, once classified; for a stored call that was looked up in vCenter,
+    /// the call it turned out to make.
     pub fn operation(&self) -> Option<&Operation> {
-        self.operation.get()
+        self.looked_up
+            .get()
+            .map(|found| &found.operation)
+            .or_else(|| self.operation.get())
+    }
+
+    /// What a stored call turned out to do, once looked up.
+    pub fn looked_up(&self) -> Option<&LookedUp> {
+        self.looked_up.get()
+    }
+
+    /// Records what a stored call does (look-up); from then on it is the request's operation.
+    pub fn set_looked_up(&self, found: LookedUp) {
+        let _ = self.looked_up.set(found);
     }
 
     /// Who is calling, once identified.
@@ -120,6 +137,7 @@ impl Facts {
         match self.operation().map(|op| op.protocol) {
             Some(Protocol::Soap) => FaultProtocol::Soap,
             Some(Protocol::VimJson) => FaultProtocol::Json,
+            Some(Protocol::Rest) => FaultProtocol::Rest,
             _ => self.path_protocol,
         }
     }
@@ -168,6 +186,8 @@ pub fn protocol_of_path(path: &str) -> FaultProtocol {
         FaultProtocol::Json
     } else if path == "/sdk" || path.starts_with("/sdk/") {
         FaultProtocol::Soap
+    } else if path.starts_with("/api/") || path.starts_with("/rest/") {
+        FaultProtocol::Rest
     } else {
         FaultProtocol::Plain
     }

@@ -16,7 +16,8 @@ use crate::gate::facts::Facts;
 use crate::gate::forward::Forward;
 use crate::gate::step::{Inner, Next, Step, StepResult};
 use crate::identity::{
-    Caller, IdentityTokenVerifier, SessionCache, SessionKey, login_result, lookup_user,
+    Caller, IdentityTokenVerifier, SessionCache, SessionKey, SessionService, login_result,
+    lookup_user,
 };
 use crate::vsphere::credentials::{Credential, SESSION_HEADER};
 use crate::vsphere::operation::{Operation, Protocol};
@@ -87,10 +88,10 @@ impl Step for Identify {
         let needs_user = guarded || facts.own_api;
         if cached.is_none()
             && needs_user
-            && let (Some((token, soap)), Some(key)) = (&token, key)
+            && let (Some((token, service)), Some(key)) = (&token, key)
         {
             let release = operation.and_then(|op| op.release.as_deref());
-            match lookup_user(&self.forward, token, *soap, release).await {
+            match lookup_user(&self.forward, token, *service, release).await {
                 Ok(found) => {
                     cache.put(key, found.clone());
                     user = found;
@@ -161,12 +162,19 @@ fn apply_identity_token(
     }
 }
 
-/// The request's session token and whether it came as the SOAP cookie.
-fn session_token(req: &Request<ProxyBody>, facts: &Facts) -> Option<(String, bool)> {
+/// The request's session token and the session service it belongs to: the SOAP cookie, the
+/// VI/JSON header, or the same header on an Automation REST API call.
+fn session_token(req: &Request<ProxyBody>, facts: &Facts) -> Option<(String, SessionService)> {
     match facts.credential()? {
         Credential::Session(token) => {
-            let soap = !req.headers().contains_key(SESSION_HEADER);
-            Some((token.clone(), soap))
+            let service = if !req.headers().contains_key(SESSION_HEADER) {
+                SessionService::Soap
+            } else if facts.operation().map(|op| op.protocol) == Some(Protocol::Rest) {
+                SessionService::Rest
+            } else {
+                SessionService::VimJson
+            };
+            Some((token.clone(), service))
         }
         Credential::Authorization => None,
     }

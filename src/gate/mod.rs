@@ -10,6 +10,7 @@ pub mod error;
 pub mod facts;
 pub mod forward;
 pub mod identify;
+pub mod look_up;
 pub mod own_api;
 pub mod request_id;
 pub mod rescue;
@@ -37,6 +38,7 @@ use crate::gate::classify::Classify;
 use crate::gate::decide::Decide;
 use crate::gate::forward::Forward;
 use crate::gate::identify::Identify;
+use crate::gate::look_up::LookUp;
 use crate::gate::own_api::OwnApi;
 use crate::gate::request_id::{GatewayRequestIds, REQUEST_ID_HEADER, drop_client_request_id};
 use crate::gate::rescue::RescueLayer;
@@ -56,6 +58,8 @@ pub struct Steps {
     pub audit: Audit,
     /// What call is this?
     pub classify: Classify,
+    /// What does a stored call (a scheduled task, a DRS recommendation) do?
+    pub look_up: LookUp,
     /// Who is calling?
     pub identify: Identify,
     /// vcguard's own API and console under `/vcguard/`, answered here and never forwarded.
@@ -99,6 +103,7 @@ pub fn stack(steps: Steps, ticket_header: &http::HeaderName) -> GatewayService {
         .layer(steps.rescue)
         .layer(StepLayer::new(steps.audit))
         .layer(StepLayer::new(steps.classify))
+        .layer(StepLayer::new(steps.look_up))
         .layer(StepLayer::new(steps.identify))
         .layer(StepLayer::new(steps.own_api))
         .layer(StepLayer::new(steps.ticket))

@@ -1,5 +1,7 @@
 //! Asking vCenter, with the caller's own token, whose session it is.
 
+use serde_json::Value;
+
 use http::{HeaderValue, Method, Request, StatusCode, header};
 
 use crate::body::{collect_capped, empty, full};
@@ -23,20 +25,33 @@ pub enum LookupError {
 }
 
 const ANSWER_CAP: usize = 256 * 1024;
-const RELEASE: &str = "8.0.3.0";
+/// The VI/JSON release the gateway asks vCenter in when the call names none it can use.
+pub const DEFAULT_RELEASE: &str = "8.0.3.0";
+
+/// Which of vCenter's session services a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionService {
+    /// The vim service, token from the `vmware-api-session-id` header (VI/JSON).
+    VimJson,
+    /// The vim service, token from the `vmware_soap_session` cookie (SOAP).
+    Soap,
+    /// The Automation REST API (`POST /api/session`), token from `vmware-api-session-id`.
+    Rest,
+}
 
 /// The user of `token` (`Ok(None)`: vCenter does not know it), asked over the protocol the
-/// token came from: `currentSession` over VI/JSON, or SOAP `Fetch` with the cookie.
+/// token came from: `currentSession` over VI/JSON, SOAP `Fetch` with the cookie, or
+/// `GET /api/session` for an Automation API session.
 pub async fn lookup_user(
     forward: &Forward,
     token: &str,
-    soap: bool,
+    service: SessionService,
     release: Option<&str>,
 ) -> Result<Option<String>, LookupError> {
-    let request = if soap {
-        soap_request(token)
-    } else {
-        json_request(token, release.unwrap_or(RELEASE))
+    let request = match service {
+        SessionService::Soap => soap_request(token),
+        SessionService::VimJson => json_request(token, release.unwrap_or(DEFAULT_RELEASE)),
+        SessionService::Rest => rest_request(token),
     }
     .map_err(|err| LookupError::Unreadable(err.to_string()))?;
     let response = forward
@@ -47,7 +62,15 @@ pub async fn lookup_user(
     let body = collect_capped(response.into_body(), ANSWER_CAP)
         .await
         .map_err(|err| LookupError::Unreadable(err.to_string()))?;
-    if soap {
+    if service == SessionService::Rest {
+        return match status {
+            StatusCode::OK => user_field(&body, "user"),
+            // vAPI: 401 UNAUTHENTICATED for a token that is not a live session.
+            StatusCode::UNAUTHORIZED => Ok(None),
+            other => Err(LookupError::Status(other)),
+        };
+    }
+    if service == SessionService::Soap {
         return match status {
             StatusCode::OK => Ok(soap_user_name(&body)),
             // A SOAP fault (NotAuthenticated) means the cookie is not a live session.
@@ -60,16 +83,27 @@ pub async fn lookup_user(
         };
     }
     match status {
-        StatusCode::OK => {
-            let session: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|err| LookupError::Unreadable(err.to_string()))?;
-            Ok(session
-                .get("userName")
-                .and_then(|u| u.as_str())
-                .map(str::to_owned))
-        }
+        StatusCode::OK => user_field(&body, "userName"),
         other => Err(LookupError::Status(other)),
     }
+}
+
+/// The string member `field` of a JSON answer (`None` for `null` or a missing member).
+fn user_field(body: &[u8], field: &str) -> Result<Option<String>, LookupError> {
+    let session: Value =
+        serde_json::from_slice(body).map_err(|err| LookupError::Unreadable(err.to_string()))?;
+    Ok(session
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
+fn rest_request(token: &str) -> Result<Request<crate::body::ProxyBody>, http::Error> {
+    Request::builder()
+        .method(Method::GET)
+        .uri("/api/session")
+        .header(SESSION_HEADER, HeaderValue::from_str(token)?)
+        .body(empty())
 }
 
 fn json_request(

@@ -11,7 +11,7 @@ mod token;
 
 pub use cache::{SessionCache, SessionKey};
 pub use learn::{LoginResult, login_result};
-pub use lookup::{LookupError, lookup_user};
+pub use lookup::{DEFAULT_RELEASE, LookupError, SessionService, lookup_user};
 pub use token::{
     DEFAULT_TOKEN_HEADER, IdentityTokenConfig, IdentityTokenError, IdentityTokenVerifier,
     MAX_GROUPS, MAX_TOKEN_BYTES, TokenGroups,

@@ -169,6 +169,7 @@ fn shipped_policies_load() {
         [
             "AddHost_Task",
             "AddStandaloneHost_Task",
+            "Agency_Enable",
             "ApplyEntitiesConfig_Task",
             "ApplyEsxSettings",
             "ApplyHostConfig_Task",

@@ -90,6 +90,10 @@ pub(crate) struct Inventory {
     pub(crate) sessions: SessionTable,
     /// Bytes uploaded to the datastore (for its free space).
     pub(crate) datastore_used: u64,
+    /// Scheduled tasks and DRS recommendations.
+    pub(crate) stored: super::scheduled_tasks::StoredCalls,
+    /// Lifecycle Manager remediations run over the Automation REST API.
+    pub(crate) remediations: Vec<super::lifecycle::Remediation>,
     /// Update version per (session key, collector moId), for `WaitForUpdates`.
     pub(crate) update_versions: HashMap<(String, String), u64>,
     boot_time: String,
@@ -120,6 +124,8 @@ impl Default for Inventory {
             event_collectors: BTreeMap::new(),
             filters: BTreeMap::new(),
             update_versions: HashMap::new(),
+            remediations: Vec::new(),
+            stored: Default::default(),
             boot_time: now_rfc3339(),
         }
     }
@@ -181,6 +187,7 @@ impl Inventory {
             "ViewManager" => Some("ViewManager"),
             "TaskManager" => Some("TaskManager"),
             "EventManager" => Some("EventManager"),
+            "ScheduledTaskManager" => Some("ScheduledTaskManager"),
             ROOT_FOLDER | HOST_FOLDER | VM_FOLDER | DATASTORE_FOLDER | "group-n6" => Some("Folder"),
             DATACENTER => Some("Datacenter"),
             CLUSTER => Some("ClusterComputeResource"),
@@ -213,6 +220,9 @@ impl Inventory {
         }
         if self.tasks.get(id).is_some() {
             return Some("Task");
+        }
+        if self.stored.is_task(id) {
+            return Some("ScheduledTask");
         }
         let owned = |owner: &str| session_key == Some(owner);
         if self.views.get(id).is_some_and(|v| owned(&v.session_key)) {
@@ -613,6 +623,7 @@ impl Inventory {
                 Some(host) => self.host_properties(host),
                 None => Vec::new(),
             },
+            "ScheduledTask" => vec![("info", super::scheduled_tasks::info(self, id))],
             _ => self.container_properties(id),
         }
     }
@@ -647,6 +658,10 @@ impl Inventory {
             ]),
             CLUSTER => props.extend([
                 ("host", Some(VimValue::morefs(self.host_refs()))),
+                (
+                    "recommendation",
+                    Some(super::scheduled_tasks::recommendations(self)),
+                ),
                 (
                     "resourcePool",
                     Some(VimValue::moref("ResourcePool", RESOURCE_POOL)),

@@ -12,6 +12,7 @@ use super::events::NewEvent;
 use super::faults;
 use super::inventory::{Inventory, LOCKDOWN_MODES, ViewRecord, is_a, service_content};
 use super::property_collector::{self, FilterRecord};
+use super::scheduled_tasks;
 use super::session_objects;
 use super::sessions::Session;
 use super::tasks::{NewTask, TaskEffect};
@@ -448,6 +449,32 @@ fn call_once(state: &mut SimState, call: &Call<'_>, first: bool) -> Result<Step,
                 result: Some(result),
             });
             done(Outcome::Value(VimValue::MoRef(task)))
+        }
+        ("ScheduledTaskManager", "CreateScheduledTask" | "CreateObjectScheduledTask") => {
+            done(Outcome::Value(scheduled_tasks::create(inv, args, &user)?))
+        }
+        ("ScheduledTask", "RunScheduledTask") => {
+            let (target, method, params) = scheduled_tasks::action_call(inv, &obj.value)?;
+            if method == "RunScheduledTask" {
+                return Err(faults::invalid_argument("action.name"));
+            }
+            let action = Call {
+                target,
+                method: &method,
+                args: Args::Json(&params),
+                token: call.token.clone(),
+                user_agent: call.user_agent.clone(),
+            };
+            let ran = call_once(state, &action, false);
+            scheduled_tasks::record_run(&mut state.inventory, &obj.value, ran.as_ref().err());
+            done(Outcome::Void)
+        }
+        ("ClusterComputeResource", "ClusterEnterMaintenanceMode") => done(Outcome::Value(
+            scheduled_tasks::enter_maintenance_recommendations(inv, args)?,
+        )),
+        ("ClusterComputeResource", "ApplyRecommendation") => {
+            scheduled_tasks::apply_recommendation(inv, args)?;
+            done(Outcome::Void)
         }
         ("HostSystem", "EnterLockdownMode" | "ExitLockdownMode") => {
             let mode = if call.method == "EnterLockdownMode" {

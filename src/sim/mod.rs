@@ -6,7 +6,8 @@
 //! (`vm-31`..`vm-33`) and one datastore (`datastore-41`, `datastore1`). It answers what govc and
 //! pyVmomi send (property collectors, views, tasks, events, esxcli maintenance mode). Tasks
 //! complete at once, or after [`SimConfig::task_duration`]. Every request is recorded in a
-//! bounded journal so tests can check what reached "vCenter".
+//! bounded journal so tests can check what reached "vCenter". Of the Automation REST API it
+//! answers sessions and Lifecycle Manager remediation (see [`Remediation`]).
 
 mod args;
 mod console;
@@ -17,8 +18,10 @@ mod events;
 mod faults;
 mod inventory;
 mod json_api;
+mod lifecycle;
 mod methods;
 mod property_collector;
+mod scheduled_tasks;
 pub mod server;
 mod session_objects;
 mod sessions;
@@ -47,6 +50,7 @@ use http_body_util::{BodyExt, Full};
 use crate::vsphere::fault::SOAP_CONTENT_TYPE;
 
 use self::inventory::{API_VERSION, Inventory};
+pub use self::lifecycle::Remediation;
 
 /// Body type of every simulator response.
 pub type SimBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
@@ -366,6 +370,8 @@ impl Simulator {
         } else if (path == "/sdk" || path.starts_with("/sdk/")) && parts.method == Method::POST {
             let body = read_body(body).await;
             soap_api::handle(&self.inner, &parts, body).await
+        } else if lifecycle::is_rest_path(&path) {
+            lifecycle::handle(&self.inner, &parts)
         } else if path == "/folder" || path.starts_with("/folder/") {
             transfer::handle(&self.inner, &parts, body).await
         } else if console::is_console_path(&path) && parts.method == Method::GET {
@@ -416,6 +422,11 @@ impl Simulator {
         let mut state = lock(&self.inner.state);
         state.inventory.complete_due_tasks();
         state.inventory.vm(vm_id).map(|v| v.powered_on)
+    }
+
+    /// Every Lifecycle Manager remediation run over the Automation REST API, oldest first.
+    pub fn remediations(&self) -> Vec<Remediation> {
+        lock(&self.inner.state).inventory.remediations.clone()
     }
 
     /// Lockdown mode of HostAccessManager `ham_id` (`None` if unknown).

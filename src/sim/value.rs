@@ -48,6 +48,9 @@ pub(crate) enum VimValue {
     Array(&'static str, Vec<VimValue>),
     /// A value in an `anyType` position: rendered with its type name.
     Any(Box<VimValue>),
+    /// A data object kept in its VI/JSON form (a stored scheduled task's spec): data objects
+    /// carry `_typeName`, primitives in `anyType` positions `{"_typeName", "_value"}`.
+    Raw(Json),
 }
 
 impl VimValue {
@@ -100,6 +103,11 @@ impl VimValue {
             Self::MoRef(_) => "ManagedObjectReference".into(),
             Self::Array(item, _) => array_type_name(item),
             Self::Any(inner) => inner.json_type_name(),
+            Self::Raw(json) => json
+                .get("_typeName")
+                .and_then(Json::as_str)
+                .unwrap_or("anyType")
+                .to_owned(),
         }
     }
 
@@ -134,8 +142,9 @@ impl VimValue {
                 Json::Object(map)
             }
             Self::Array(_, items) => Json::Array(items.iter().map(Self::to_json).collect()),
+            Self::Raw(json) => json.clone(),
             Self::Any(inner) => match inner.as_ref() {
-                Self::MoRef(_) | Self::Data(..) | Self::Any(_) => inner.to_json(),
+                Self::MoRef(_) | Self::Data(..) | Self::Any(_) | Self::Raw(_) => inner.to_json(),
                 other => json!({"_typeName": other.json_type_name(), "_value": other.to_json()}),
             },
         }
@@ -152,14 +161,17 @@ impl VimValue {
                 }
             }
             Self::Any(inner) => inner.write_element(name, true, out),
+            Self::Raw(json) => write_raw(name, json, out),
             other => other.write_element(name, false, out),
         }
     }
 
     /// Appends one element named `name`; `typed` adds `xsi:type` (data objects always get it).
     fn write_element(&self, name: &str, typed: bool, out: &mut String) {
-        if let Self::Any(inner) = self {
-            return inner.write_element(name, true, out);
+        match self {
+            Self::Any(inner) => return inner.write_element(name, true, out),
+            Self::Raw(json) => return write_raw(name, json, out),
+            _ => {}
         }
         out.push('<');
         out.push_str(name);
@@ -191,11 +203,78 @@ impl VimValue {
                     item.write_element(item_type, false, out);
                 }
             }
-            Self::Any(_) => {}
+            Self::Any(_) | Self::Raw(_) => {}
         }
         out.push_str("</");
         out.push_str(name);
         out.push('>');
+    }
+}
+
+/// Appends the SOAP form of a VI/JSON value as element(s) named `name`: arrays repeat the
+/// element, `_typeName` becomes `xsi:type` (`xsd:` for primitives), a reference gets `type`;
+/// fields in the order the JSON object keeps them (by name), which vim clients accept.
+fn write_raw(name: &str, json: &Json, out: &mut String) {
+    let text = match json {
+        Json::Null => return,
+        Json::Array(items) => {
+            for item in items {
+                write_raw(name, item, out);
+            }
+            return;
+        }
+        Json::Object(map) => {
+            let type_name = map.get("_typeName").and_then(Json::as_str);
+            out.push('<');
+            out.push_str(name);
+            if type_name == Some("ManagedObjectReference") {
+                let field = |key: &str| map.get(key).and_then(Json::as_str).unwrap_or_default();
+                out.push_str(&format!(
+                    " type=\"{}\">{}</{name}>",
+                    xml_escape(field("type")),
+                    xml_escape(field("value"))
+                ));
+                return;
+            }
+            if let Some(type_name) = type_name {
+                let primitive = map.contains_key("_value")
+                    && matches!(
+                        type_name,
+                        "string"
+                            | "boolean"
+                            | "int"
+                            | "long"
+                            | "short"
+                            | "byte"
+                            | "float"
+                            | "double"
+                            | "dateTime"
+                    );
+                let prefix = if primitive { "xsd:" } else { "" };
+                out.push_str(&format!(" xsi:type=\"{prefix}{}\"", xml_escape(type_name)));
+            }
+            out.push('>');
+            match map.get("_value") {
+                Some(value) => out.push_str(&xml_escape(&scalar_text(value))),
+                None => {
+                    for (field, value) in map.iter().filter(|(k, _)| !k.starts_with('_')) {
+                        write_raw(field, value, out);
+                    }
+                }
+            }
+            out.push_str(&format!("</{name}>"));
+            return;
+        }
+        scalar => scalar_text(scalar),
+    };
+    out.push_str(&format!("<{name}>{}</{name}>", xml_escape(&text)));
+}
+
+/// A JSON scalar as XML text.
+fn scalar_text(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -63,6 +63,9 @@ pub enum EffectMethod {
     CreateAgency,
     /// EAM `Agency.Update(config)`.
     UpdateAgency,
+    /// EAM `Agency.Agency_Enable()`: sets the agency's goal state to enabled, so it installs
+    /// its VIBs on the hosts of its scope again.
+    EnableAgency,
 }
 
 /// Every effect method: wire name, kind, Cedar action, parameter names in order.
@@ -175,6 +178,12 @@ pub(crate) const EFFECT_METHODS: &[(&str, EffectMethod, &str, &[&str])] = &[
         "UpdateAgency",
         &["config"],
     ),
+    (
+        "Agency_Enable",
+        EffectMethod::EnableAgency,
+        "Agency_Enable",
+        &[],
+    ),
 ];
 
 /// vmodl method names (`ExecuteSoap`, the part after the last `.`, compared case-insensitively)
@@ -255,6 +264,7 @@ impl EffectMethod {
                 | Self::RunScheduledTask
                 | Self::CreateAgency
                 | Self::UpdateAgency
+                | Self::EnableAgency
         )
     }
 }
@@ -291,6 +301,13 @@ pub struct EffectFacts {
     pub users: Vec<String>,
     /// The hosts (or other entities) the call names.
     pub hosts: Vec<String>,
+    /// The DRS recommendation `ApplyRecommendation` applies (its `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<String>,
+    /// The reason vCenter gives for that recommendation (`hostMaint`, `fairnessCpuAvg`, ...),
+    /// once looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendation_reason: Option<String>,
 }
 
 impl EffectFacts {
@@ -505,12 +522,15 @@ pub(crate) fn classify_effect(
             }
         }
         EffectMethod::ApplyRecommendation => {
-            required_scalar(params, name, "key")?;
+            let key = required_scalar(params, name, "key")?;
             // What the recommendation does is only known to vCenter until it is looked up.
-            facts = EffectFacts::unknown(true);
+            facts = EffectFacts {
+                recommendation: Some(key.to_owned()),
+                ..EffectFacts::unknown(true)
+            };
         }
         EffectMethod::RunScheduledTask => facts = EffectFacts::unknown(true),
-        EffectMethod::CreateAgency | EffectMethod::UpdateAgency => {
+        EffectMethod::CreateAgency | EffectMethod::UpdateAgency | EffectMethod::EnableAgency => {
             facts.enters_maintenance = true;
         }
     }
@@ -926,6 +946,10 @@ mod tests {
         );
         assert_eq!(EffectMethod::from_vmodl("vim.HostSystem.reboot"), None);
         assert_eq!(EffectMethod::UpdateAgency.action(), "UpdateAgency");
+        assert_eq!(
+            EffectMethod::from_wire("Agency_Enable").map(EffectMethod::action),
+            Some("Agency_Enable")
+        );
         assert_eq!(
             EffectMethod::from_wire("Update"),
             Some(EffectMethod::UpdateAgency)

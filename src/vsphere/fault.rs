@@ -12,7 +12,9 @@ pub enum FaultProtocol {
     Json,
     /// SOAP: `text/xml` envelope with `soapenv:Fault`.
     Soap,
-    /// Anything else (REST, unknown paths): a plain-text body.
+    /// The Automation REST API (`/api`, `/rest`): a vAPI error, `{"error_type", "messages"}`.
+    Rest,
+    /// Anything else (unknown paths): a plain-text body.
     Plain,
 }
 
@@ -199,11 +201,29 @@ impl VimFault {
         match protocol {
             FaultProtocol::Json => (self.to_json(), JSON_CONTENT_TYPE),
             FaultProtocol::Soap => (self.to_soap(), SOAP_CONTENT_TYPE),
+            FaultProtocol::Rest => (self.to_vapi_error(), JSON_CONTENT_TYPE),
             FaultProtocol::Plain => (
                 format!("{}: {}\n", self.type_name, self.text),
                 "text/plain; charset=utf-8",
             ),
         }
+    }
+
+    /// The fault as a vAPI error of the Automation REST API: the vAPI error type that fits the
+    /// vim fault, and the text as the message REST clients print (`default_message`).
+    pub fn to_vapi_error(&self) -> String {
+        let error_type = match self.type_name.as_str() {
+            "RestrictedByAdministrator" => "UNAUTHORIZED",
+            "InvalidRequest" | "InvalidArgument" => "INVALID_ARGUMENT",
+            "HostCommunication" => "SERVICE_UNAVAILABLE",
+            _ => "ERROR",
+        };
+        let id = self.message_key.as_deref().unwrap_or("vcguard.fault");
+        json!({
+            "error_type": error_type,
+            "messages": [{"id": id, "default_message": self.text, "args": []}],
+        })
+        .to_string()
     }
 }
 

@@ -38,6 +38,21 @@ pub fn path_parser(data: &[u8]) {
             "accepted empty segment in {text:?}"
         );
     }
+    if class == PathClass::Rest
+        && let Ok(Some(call)) = super::lifecycle::classify_rest(text)
+    {
+        // A remediation is only ever an exact `action=apply`, on a cluster or host id.
+        let query = text.split_once('?').map_or("", |(_, q)| q);
+        assert!(
+            query.split('&').any(|pair| pair == "action=apply"),
+            "remediation without action=apply in {text:?}"
+        );
+        assert_eq!(call.method, super::lifecycle::LIFECYCLE_ACTION);
+        assert!(
+            !call.target.value.is_empty() && !call.target.value.contains('/'),
+            "bad remediation target in {text:?}"
+        );
+    }
     if let PathClass::VimJson(vim) = class {
         for part in [
             &vim.namespace,

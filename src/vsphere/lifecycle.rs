@@ -1,7 +1,9 @@
 //! vSphere Lifecycle Manager remediation over the Automation REST API (PROTOCOL.md §8):
 //! `POST /api/esx/settings/clusters/{cluster}/software?action=apply` (also with
 //! `&vmw-task=true`), `.../configuration?action=apply`,
-//! `/api/esx/settings/hosts/{host}/software?action=apply`, and the `/rest/...` forms.
+//! `/api/esx/settings/hosts/{host}/software?action=apply`,
+//! `.../clusters/{cluster}/configuration/drafts/{draft}?action=apply` (commits a configuration
+//! draft and remediates), and the `/rest/...` forms.
 //! Remediation puts hosts into maintenance mode: the call is the guarded action
 //! `ApplyEsxSettings` on the cluster or host, decided from the request target alone
 //! (the body, a remediation spec, is streamed).
@@ -31,18 +33,31 @@ pub fn classify_rest(path_and_query: &str) -> Result<Option<GuardedCall>, Refusa
     let segments = decode_path_segments(path)?;
     let folded: Vec<String> = segments.iter().map(|s| fold_case(s)).collect();
     let shape: Vec<&str> = folded.iter().map(String::as_str).collect();
+    // `what` is the path after the id, with opaque ids (a draft's) as placeholders.
     let (kind, id, what) = match shape.as_slice() {
         [
-            api @ ("api" | "rest"),
+            "api" | "rest",
             "esx",
             "settings",
             kind @ ("clusters" | "hosts"),
             _,
             what @ ("software" | "configuration"),
-        ] => {
-            let _ = api;
-            (*kind, &segments[4], *what)
-        }
+        ] => (*kind, &segments[4], (*what).to_owned()),
+        // Applying a configuration draft commits it and remediates the cluster (API 8.0.2.0).
+        [
+            "api" | "rest",
+            "esx",
+            "settings",
+            "clusters",
+            _,
+            "configuration",
+            "drafts",
+            _,
+        ] => (
+            "clusters",
+            &segments[4],
+            "configuration/drafts/{draft}".to_owned(),
+        ),
         _ => return Ok(None),
     };
     if kind == "hosts" && what == "configuration" {
@@ -55,7 +70,8 @@ pub fn classify_rest(path_and_query: &str) -> Result<Option<GuardedCall>, Refusa
         return Ok(None);
     }
     for (i, (sent, canonical)) in segments.iter().zip(&folded).enumerate() {
-        if i != 4 && sent != canonical {
+        let opaque_id = i == 4 || i == 7;
+        if !opaque_id && sent != canonical {
             return Err(Refusal::invalid_request(format!(
                 "path segment '{sent}' of a Lifecycle Manager remediation must be spelled '{canonical}'"
             )));
@@ -147,6 +163,13 @@ mod tests {
         assert_eq!(c.target, MoRef::new("HostSystem", "host-21"));
         let c = call("/rest/esx/settings/clusters/domain-c7/software?action=apply");
         assert_eq!(c.target.value, "domain-c7");
+        let c =
+            call("/api/esx/settings/clusters/domain-c7/configuration/drafts/Draft-7?action=apply");
+        assert_eq!(c.target, MoRef::new("ClusterComputeResource", "domain-c7"));
+        assert_eq!(
+            c.via,
+            "POST /api/esx/settings/clusters/{cluster}/configuration/drafts/{draft}?action=apply"
+        );
     }
 
     #[test]
@@ -158,6 +181,8 @@ mod tests {
             "/api/session",
             "/api/vcenter/system?action=hello",
             "/api/esx/settings/hosts/host-21/configuration?action=apply",
+            "/api/esx/settings/clusters/domain-c7/configuration/drafts/1",
+            "/api/esx/settings/clusters/domain-c7/software/drafts/1?action=commit",
         ] {
             assert_eq!(classify_rest(target), Ok(None), "{target}");
         }

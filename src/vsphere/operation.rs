@@ -18,7 +18,8 @@ pub enum Protocol {
     VimJson,
     /// SOAP envelopes posted under `/sdk`.
     Soap,
-    /// The vSphere Automation REST API (`/api`, `/rest`): passed through.
+    /// The vSphere Automation REST API (`/api`, `/rest`): passed through, except Lifecycle
+    /// Manager remediations (decided by policy).
     Rest,
     /// Anything else: passed through.
     Other,
@@ -82,6 +83,17 @@ impl Operation {
             target: None,
             call: Call::Unknown,
             guarded: None,
+        }
+    }
+
+    /// A guarded call of the Automation REST API (a Lifecycle Manager remediation).
+    pub fn rest(call: GuardedCall) -> Self {
+        Self {
+            protocol: Protocol::Rest,
+            release: None,
+            target: Some(call.target.clone()),
+            call: Call::Unknown,
+            guarded: Some(call),
         }
     }
 

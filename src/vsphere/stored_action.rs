@@ -16,12 +16,56 @@ use super::operation::{GuardedBody, GuardedCall, MoRef, Route};
 
 /// The VI/JSON path that reads a scheduled task's `info`.
 pub fn scheduled_task_info_path(release: &str, task: &str) -> String {
-    format!("/sdk/vim25/{release}/ScheduledTask/{task}/info")
+    format!(
+        "/sdk/vim25/{}/ScheduledTask/{}/info",
+        encode_segment(release),
+        encode_segment(task)
+    )
 }
 
 /// The VI/JSON path that reads a cluster's current DRS recommendations.
 pub fn recommendations_path(release: &str, cluster: &str) -> String {
-    format!("/sdk/vim25/{release}/ClusterComputeResource/{cluster}/recommendation")
+    format!(
+        "/sdk/vim25/{}/ClusterComputeResource/{}/recommendation",
+        encode_segment(release),
+        encode_segment(cluster)
+    )
+}
+
+/// One path segment, percent-encoded except for RFC 3986 unreserved characters (moIds are
+/// opaque and may hold `[`, `]`, `/`, ...).
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// What a scheduled task's `info` says it runs, for people: `EnterMaintenanceMode_Task on
+/// HostSystem host-21`, or `no action`. Unreadable parts are named as such.
+pub fn describe_scheduled_action(info: &[u8]) -> String {
+    let Ok(Value::Object(info)) = parse_strict(info) else {
+        return "an unreadable ScheduledTaskInfo".to_owned();
+    };
+    let Some(action) = info.get("action") else {
+        return "no action".to_owned();
+    };
+    let name = action
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed action)");
+    match info
+        .get("taskObject")
+        .map(|o| (o.get("type"), o.get("value")))
+    {
+        Some((Some(Value::String(ty)), Some(Value::String(id)))) => format!("{name} on {ty} {id}"),
+        _ => name.to_owned(),
+    }
 }
 
 /// The guarded call `RunScheduledTask` on `task` makes, from the task's `ScheduledTaskInfo`
@@ -122,9 +166,18 @@ pub fn apply_recommendation_call(
                 a.get("_typeName").and_then(Value::as_str) == Some("ClusterMigrationAction")
             })
         });
+    let hosts = match found.get("target").map(|t| (t.get("type"), t.get("value"))) {
+        Some((Some(Value::String(ty)), Some(Value::String(id)))) if ty == "HostSystem" => {
+            vec![id.clone()]
+        }
+        _ => Vec::new(),
+    };
     let facts = EffectFacts {
         known: true,
         enters_maintenance: !(MIGRATION_ONLY_REASONS.contains(&reason) && migrations_only),
+        hosts,
+        recommendation: Some(key.to_owned()),
+        recommendation_reason: Some(reason.to_owned()),
         ..EffectFacts::default()
     };
     Ok(GuardedCall {
@@ -184,6 +237,29 @@ mod tests {
     }
 
     #[test]
+    fn look_up_paths_encode_the_mo_id_and_actions_are_described() {
+        assert_eq!(
+            scheduled_task_info_path("8.0.3.0", "schedule-[7]"),
+            "/sdk/vim25/8.0.3.0/ScheduledTask/schedule-%5B7%5D/info"
+        );
+        assert_eq!(
+            recommendations_path("uA046D008", "domain/c7"),
+            "/sdk/vim25/uA046D008/ClusterComputeResource/domain%2Fc7/recommendation"
+        );
+        assert_eq!(
+            describe_scheduled_action(
+                br#"{"taskObject":{"type":"HostSystem","value":"host-21"},"action":{"name":"EnterMaintenanceMode_Task"}}"#
+            ),
+            "EnterMaintenanceMode_Task on HostSystem host-21"
+        );
+        assert_eq!(describe_scheduled_action(b"{}"), "no action");
+        assert_eq!(
+            describe_scheduled_action(b"[]"),
+            "an unreadable ScheduledTaskInfo"
+        );
+    }
+
+    #[test]
     fn recommendations() {
         let cluster = MoRef::new("ClusterComputeResource", "domain-c7");
         let list = br#"[
@@ -200,6 +276,11 @@ mod tests {
         };
         assert!(!facts("1").enters_maintenance);
         assert!(facts("2").enters_maintenance);
+        assert_eq!(
+            facts("2").recommendation_reason.as_deref(),
+            Some("hostMaint")
+        );
+        assert_eq!(facts("2").recommendation.as_deref(), Some("2"));
         assert!(apply_recommendation_call(&cluster, "3", list).is_err());
         assert!(apply_recommendation_call(&cluster, "1", b"{}").is_err());
     }

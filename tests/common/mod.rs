@@ -176,6 +176,36 @@ impl Harness {
             .to_owned()
     }
 
+    /// Logs in over SOAP through the gateway and returns the `Cookie` header to send back.
+    pub async fn soap_login(&self, client: &reqwest::Client) -> String {
+        let response = client
+            .post(format!("{}/sdk", self.base()))
+            .body(soap_login_envelope(ADMIN_USER, ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("soap login");
+        assert_eq!(response.status(), 200, "SOAP login through the gateway");
+        response.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii cookie")
+            .to_owned()
+    }
+
+    /// A client that talks to the simulator itself (vCenter, behind the gateway's back), and
+    /// the simulator's base URL: for setting up what an operator made in vCenter directly.
+    pub fn direct_to_sim(&self) -> (reqwest::Client, String) {
+        let sim = self.sim();
+        let cert = sim.certificate.as_ref().expect("TLS sim");
+        let ca = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).expect("pem");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve("localhost", sim.addr)
+            .no_proxy()
+            .build()
+            .expect("client");
+        (client, format!("https://localhost:{}", sim.addr.port()))
+    }
+
     /// Begins graceful shutdown and returns whether it drained in time.
     pub async fn shutdown(&mut self) -> bool {
         if let Some(stop) = self.stop.take() {
