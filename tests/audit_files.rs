@@ -314,12 +314,8 @@ fn start_readers(
     let seen = Seen::default();
     let mut handles = Vec::new();
     for _ in 0..clients {
-        let (client, vim, token, seen) = (
-            client.clone(),
-            vim.clone(),
-            token.to_owned(),
-            seen.clone(),
-        );
+        let (client, vim, token, seen) =
+            (client.clone(), vim.clone(), token.to_owned(), seen.clone());
         handles.push(tokio::spawn(async move {
             for _ in 0..per_client {
                 let Ok(r) = client
