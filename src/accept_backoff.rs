@@ -3,6 +3,7 @@
 //! episode and counts the episode, while connections already open keep being served.
 
 use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -14,9 +15,11 @@ const MAX_PAUSE: Duration = Duration::from_millis(500);
 /// An episode ends once accepting has worked for this long without a failure.
 const QUIET: Duration = Duration::from_secs(2);
 
-/// Accept-failure state of one listener.
+/// Accept-failure state of one listener; clones (the accept loops of several workers on the
+/// same address) share one episode, so an exhaustion of the process is logged and counted once.
+#[derive(Clone)]
 pub(crate) struct AcceptBackoff {
-    episode: Option<Episode>,
+    episode: Arc<Mutex<Option<Episode>>>,
     episodes: Option<Counter>,
 }
 
@@ -31,19 +34,24 @@ impl AcceptBackoff {
     /// A listener that counts exhaustion episodes into `episodes` (if given).
     pub(crate) fn new(episodes: Option<Counter>) -> Self {
         Self {
-            episode: None,
+            episode: Arc::default(),
             episodes,
         }
     }
 
+    fn episode(&self) -> MutexGuard<'_, Option<Episode>> {
+        self.episode.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Records a failed `accept()`; returns how long to wait before the next attempt.
-    pub(crate) fn failed(&mut self, err: &io::Error) -> Duration {
+    pub(crate) fn failed(&self, err: &io::Error) -> Duration {
         if is_per_connection(err) {
             tracing::debug!(error = %err, "a connection failed while being accepted");
             return Duration::ZERO;
         }
         let now = Instant::now();
-        match &mut self.episode {
+        let mut current = self.episode();
+        match &mut *current {
             Some(episode) if now.duration_since(episode.last_failure) < QUIET => {
                 episode.last_failure = now;
                 episode.failures += 1;
@@ -58,7 +66,7 @@ impl AcceptBackoff {
                 if let Some(episodes) = &self.episodes {
                     episodes.inc();
                 }
-                self.episode = Some(Episode {
+                *current = Some(Episode {
                     started: now,
                     last_failure: now,
                     failures: 1,
@@ -70,8 +78,9 @@ impl AcceptBackoff {
     }
 
     /// Records a successful `accept()`; ends the episode once failures have stopped.
-    pub(crate) fn accepted(&mut self) {
-        let Some(episode) = &mut self.episode else {
+    pub(crate) fn accepted(&self) {
+        let mut current = self.episode();
+        let Some(episode) = &mut *current else {
             return;
         };
         episode.pause = FIRST_PAUSE;
@@ -81,14 +90,14 @@ impl AcceptBackoff {
                 lasted = ?episode.last_failure.duration_since(episode.started),
                 "accepting connections again"
             );
-            self.episode = None;
+            *current = None;
         }
     }
 
     /// Whether accepting is in an exhaustion episode now.
     #[cfg(test)]
     fn exhausted(&self) -> bool {
-        self.episode.is_some()
+        self.episode().is_some()
     }
 }
 
@@ -114,7 +123,7 @@ mod tests {
     #[test]
     fn one_episode_per_burst_of_failures_with_growing_pauses() {
         let counter = Counter::default();
-        let mut backoff = AcceptBackoff::new(Some(counter.clone()));
+        let backoff = AcceptBackoff::new(Some(counter.clone()));
         let pauses: Vec<Duration> = (0..10).map(|_| backoff.failed(&emfile())).collect();
         assert_eq!(counter.get(), 1, "ten failures in a row are one episode");
         assert_eq!(pauses[0], FIRST_PAUSE);
@@ -130,9 +139,20 @@ mod tests {
     }
 
     #[test]
+    fn clones_share_one_episode() {
+        let counter = Counter::default();
+        let first = AcceptBackoff::new(Some(counter.clone()));
+        let second = first.clone();
+        first.failed(&emfile());
+        second.failed(&emfile());
+        assert_eq!(counter.get(), 1, "two accept loops, one episode");
+        assert!(second.exhausted());
+    }
+
+    #[test]
     fn a_connection_that_went_away_is_no_episode() {
         let counter = Counter::default();
-        let mut backoff = AcceptBackoff::new(Some(counter.clone()));
+        let backoff = AcceptBackoff::new(Some(counter.clone()));
         let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
         assert_eq!(backoff.failed(&aborted), Duration::ZERO);
         assert!(!backoff.exhausted());

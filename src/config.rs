@@ -212,6 +212,9 @@ pub struct ServerSection {
     pub max_connections: usize,
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C. Default 30.
     pub shutdown_grace_secs: u64,
+    /// Threads serving clients, each with its own socket (`SO_REUSEPORT`), runtime and vCenter
+    /// connections; 0: one per CPU core. Default 0.
+    pub workers: usize,
 }
 
 impl Default for ServerSection {
@@ -225,6 +228,7 @@ impl Default for ServerSection {
             first_byte_timeout_secs: 5,
             max_connections: 10_000,
             shutdown_grace_secs: 30,
+            workers: 0,
         }
     }
 }
@@ -571,6 +575,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Graceful shutdown bound.
     pub shutdown_grace: Duration,
+    /// Threads serving clients (at least 1).
+    pub workers: usize,
     /// vCenter base URL (scheme and authority only).
     pub upstream: Uri,
     /// How vCenter's certificate is trusted.
@@ -756,6 +762,10 @@ impl Config {
             first_byte_timeout: Duration::from_secs(server.first_byte_timeout_secs),
             max_connections: server.max_connections,
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+            workers: match server.workers {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
             upstream,
             upstream_trust,
             connect_timeout: Duration::from_secs(upstream_cfg.connect_timeout_secs),

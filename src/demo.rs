@@ -194,6 +194,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let limits = ConnectionLimits::default();
     let gateway = Gateway::bind(GatewayParts {
         listen: options.listen,
+        workers: 1,
         admin_listen: options.admin_listen,
         server_tls: gateway_cert.server_config()?,
         upstream: UpstreamOptions::new(

@@ -29,6 +29,7 @@ use crate::identity::{
     IdentityTokenConfig, IdentityTokenError, IdentityTokenVerifier, SessionCache,
 };
 use crate::metrics::Metrics;
+use crate::per_core::{MakeService, Workers, bind_shared, serve_per_core};
 use crate::policy::{LoadErrors, PolicySet, PolicyStore};
 use crate::reload::PolicyReloader;
 use crate::server::{ConnectionLimits, ListenerMetrics, serve};
@@ -77,6 +78,9 @@ pub enum StartError {
 pub struct GatewayParts {
     /// Client-facing address.
     pub listen: SocketAddr,
+    /// Threads serving clients, each with its own runtime, socket and vCenter connections
+    /// (`[server] workers`); 1 serves on the runtime that runs the gateway.
+    pub workers: usize,
     /// Admin address.
     pub admin_listen: SocketAddr,
     /// Client-facing TLS.
@@ -173,6 +177,7 @@ impl GatewayParts {
         }
         Ok(Self {
             listen: settings.listen,
+            workers: settings.workers,
             admin_listen: settings.admin_listen,
             server_tls: tls::server_config(&settings.cert, &settings.key)?,
             upstream: UpstreamOptions {
@@ -235,10 +240,10 @@ pub fn load_policies(dir: &Path) -> Result<PolicyStore, StartError> {
 
 /// A gateway whose listeners are bound; [`Gateway::run`] serves them.
 pub struct Gateway {
-    listener: TcpListener,
+    listeners: ClientListeners,
     admin_listener: TcpListener,
     server_tls: Arc<rustls::ServerConfig>,
-    service: GatewayService,
+    make_service: MakeService,
     metrics: Arc<Metrics>,
     limits: ConnectionLimits,
     policies: Arc<PolicyStore>,
@@ -270,10 +275,10 @@ impl Gateway {
                 tracing::warn!(error = %err, "state store unavailable at start; calls that need it are refused until it answers")
             }
         }
-        let listener = bind("gateway", parts.listen).await?;
+        let listeners = ClientListeners::bind(parts.listen, parts.workers).await?;
         let admin_listener = bind("admin", parts.admin_listen).await?;
         let addrs = (
-            bound_addr("gateway", &listener, parts.listen)?,
+            listeners.local_addr(parts.listen)?,
             bound_addr("admin", &admin_listener, parts.admin_listen)?,
         );
 
@@ -301,32 +306,31 @@ impl Gateway {
             parts.tickets.clone(),
             audit_file,
         );
-        let service = stack(
-            Steps {
-                rescue: RescueLayer::new(parts.policies.clone(), metrics.clone()),
-                audit: Audit::new(audit.clone()),
-                classify: Classify::new(parts.classify),
-                look_up: LookUp::new(forward.clone()),
-                identify: Identify::new(sessions, forward.clone(), parts.identity_token),
-                own_api: OwnApi::new(console),
-                ticket: Ticket::new(
-                    parts.tickets.verifier,
-                    parts.tickets.header.clone(),
-                    parts.tickets.change_system.clone(),
-                )
-                .with_claims(change_control.clone()),
-                decide: Decide,
-                approve: Approve::new(change_control.clone()),
-                write_ahead: WriteAhead::new(audit.clone()),
-                forward,
-            },
-            &parts.tickets.header,
-        );
+        let steps = StepsFactory {
+            rescue: RescueLayer::new(parts.policies.clone(), metrics.clone()),
+            audit: Audit::new(audit.clone()),
+            classify: Classify::new(parts.classify),
+            sessions,
+            identity_token: parts.identity_token,
+            own_api: OwnApi::new(console),
+            ticket: Ticket::new(
+                parts.tickets.verifier,
+                parts.tickets.header.clone(),
+                parts.tickets.change_system.clone(),
+            )
+            .with_claims(change_control.clone()),
+            approve: Approve::new(change_control.clone()),
+            write_ahead: WriteAhead::new(audit.clone()),
+            forward,
+            ticket_header: parts.tickets.header.clone(),
+            workers: parts.workers.max(1),
+        };
+        let make_service: MakeService = Arc::new(move || steps.stack());
         Ok(Self {
-            listener,
+            listeners,
             admin_listener,
             server_tls: parts.server_tls,
-            service,
+            make_service,
             reloader: PolicyReloader::new(parts.policies.clone(), metrics.clone(), audit.clone()),
             metrics,
             limits: parts.limits,
@@ -384,10 +388,10 @@ impl Gateway {
             .with_change_system(self.change_system_health.clone())
             .with_state(self.change_control.clone()),
             ConnectionLimits::default(),
-            Some(ListenerMetrics {
-                open_connections: None,
-                fd_exhausted: self.metrics.accept_exhausted("admin"),
-            }),
+            Some(ListenerMetrics::new(
+                None,
+                self.metrics.accept_exhausted("admin"),
+            )),
             async move {
                 let mut admin_stopped = admin_stopped;
                 let _ = admin_stopped.changed().await;
@@ -395,22 +399,37 @@ impl Gateway {
         ));
         let reloader = tokio::spawn(self.reloader.run(self.policy_poll));
         let expiry = self.change_control.spawn_expiry(self.expiry_check);
-        let drained = serve(
-            self.listener,
-            Some(self.server_tls),
-            self.service,
-            self.limits,
-            Some(ListenerMetrics {
-                open_connections: Some(self.metrics.open_connections.clone()),
-                fd_exhausted: self.metrics.accept_exhausted("gateway"),
-            }),
-            async {
-                shutdown.await;
-                readiness.set_draining();
-                tracing::info!("no longer accepting connections; draining in-flight requests");
-            },
-        )
-        .await;
+        let client_metrics = ListenerMetrics::new(
+            Some(self.metrics.open_connections.clone()),
+            self.metrics.accept_exhausted("gateway"),
+        );
+        let shutdown = async {
+            shutdown.await;
+            readiness.set_draining();
+            tracing::info!("no longer accepting connections; draining in-flight requests");
+        };
+        let drained = match self.listeners {
+            ClientListeners::Single(listener) => {
+                serve(
+                    listener,
+                    Some(self.server_tls),
+                    (self.make_service)(),
+                    self.limits,
+                    Some(client_metrics),
+                    shutdown,
+                )
+                .await
+            }
+            ClientListeners::PerCore(listeners) => {
+                let workers = Workers {
+                    tls: self.server_tls,
+                    make_service: self.make_service,
+                    limits: self.limits,
+                    metrics: client_metrics,
+                };
+                serve_per_core(listeners, workers, shutdown).await
+            }
+        };
         if !drained {
             tracing::warn!("grace period over with requests still in flight");
         }
@@ -426,6 +445,85 @@ impl Gateway {
             tracing::error!(error = %err, "audit writer ended with an error");
         }
         drained
+    }
+}
+
+/// The client-facing listening sockets: one served on the gateway's runtime, or one per worker
+/// thread sharing the address (`SO_REUSEPORT`).
+enum ClientListeners {
+    Single(TcpListener),
+    PerCore(Vec<std::net::TcpListener>),
+}
+
+impl ClientListeners {
+    async fn bind(addr: SocketAddr, workers: usize) -> Result<Self, StartError> {
+        if workers <= 1 {
+            return Ok(Self::Single(bind("gateway", addr).await?));
+        }
+        bind_shared(addr, workers)
+            .map(Self::PerCore)
+            .map_err(|source| StartError::Bind {
+                what: "gateway",
+                addr,
+                source,
+            })
+    }
+
+    fn local_addr(&self, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+        let bound = match self {
+            Self::Single(listener) => listener.local_addr(),
+            Self::PerCore(listeners) => listeners
+                .first()
+                .map_or_else(|| Ok(addr), std::net::TcpListener::local_addr),
+        };
+        bound.map_err(|source| StartError::Bind {
+            what: "gateway",
+            addr,
+            source,
+        })
+    }
+}
+
+/// The parts of the request stack; each worker gets its own copy with its own vCenter
+/// connection pool (the in-flight limit, caches and logs stay shared).
+struct StepsFactory {
+    rescue: RescueLayer,
+    audit: Audit,
+    classify: Classify,
+    sessions: Arc<SessionCache>,
+    identity_token: Option<Arc<IdentityTokenVerifier>>,
+    own_api: OwnApi,
+    ticket: Ticket,
+    approve: Approve,
+    write_ahead: WriteAhead,
+    forward: Forward,
+    ticket_header: HeaderName,
+    workers: usize,
+}
+
+impl StepsFactory {
+    fn stack(&self) -> GatewayService {
+        let forward = self.forward.with_own_pool(self.workers);
+        stack(
+            Steps {
+                rescue: self.rescue.clone(),
+                audit: self.audit.clone(),
+                classify: self.classify.clone(),
+                look_up: LookUp::new(forward.clone()),
+                identify: Identify::new(
+                    self.sessions.clone(),
+                    forward.clone(),
+                    self.identity_token.clone(),
+                ),
+                own_api: self.own_api.clone(),
+                ticket: self.ticket.clone(),
+                decide: Decide,
+                approve: self.approve.clone(),
+                write_ahead: self.write_ahead.clone(),
+                forward,
+            },
+            &self.ticket_header,
+        )
     }
 }
 

@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod identity;
 mod idle_connection;
 pub mod metrics;
+mod per_core;
 pub mod policy;
 pub mod reload;
 pub mod server;

@@ -65,12 +65,22 @@ impl Default for ConnectionLimits {
 }
 
 /// What a listener counts: its open connections and its file-descriptor exhaustion episodes.
+/// Clones (one per worker's accept loop) count together and share one exhaustion episode.
 #[derive(Clone)]
 pub struct ListenerMetrics {
-    /// Connections open now on this listener (`None`: not counted).
-    pub open_connections: Option<Gauge>,
-    /// Times accepting stopped because the process or system ran out of file descriptors.
-    pub fd_exhausted: Counter,
+    open_connections: Option<Gauge>,
+    backoff: AcceptBackoff,
+}
+
+impl ListenerMetrics {
+    /// Counts open connections into `open_connections` (if given) and the times accepting
+    /// stopped because the process or system ran out of file descriptors into `fd_exhausted`.
+    pub fn new(open_connections: Option<Gauge>, fd_exhausted: Counter) -> Self {
+        Self {
+            open_connections,
+            backoff: AcceptBackoff::new(Some(fd_exhausted)),
+        }
+    }
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then drains in-flight
@@ -94,8 +104,10 @@ where
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let limits = Arc::new(limits);
-    let mut backoff = AcceptBackoff::new(metrics.as_ref().map(|m| m.fd_exhausted.clone()));
-    let gauge = metrics.and_then(|m| m.open_connections);
+    let (backoff, gauge) = match metrics {
+        Some(metrics) => (metrics.backoff, metrics.open_connections),
+        None => (AcceptBackoff::new(None), None),
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {

@@ -229,6 +229,16 @@ async fn slow_vcenter_gives_504() {
 
 #[tokio::test]
 async fn vcenter_never_sees_more_requests_at_once_than_max_connections() {
+    max_connections_hold(1).await;
+}
+
+#[tokio::test]
+async fn per_core_workers_share_one_max_connections() {
+    max_connections_hold(2).await;
+}
+
+/// Eight clients on their own connections against `max_upstream_connections = 2`.
+async fn max_connections_hold(workers: usize) {
     let sim = vcguard::sim::SimConfig {
         response_delay: Some(Duration::from_millis(200)),
         ..Default::default()
@@ -236,6 +246,7 @@ async fn vcenter_never_sees_more_requests_at_once_than_max_connections() {
     let harness = Harness::start_with(Options {
         sim,
         max_upstream_connections: Some(2),
+        workers,
         ..Options::default()
     })
     .await;
@@ -252,12 +263,23 @@ async fn vcenter_never_sees_more_requests_at_once_than_max_connections() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    graceful_shutdown(1).await;
+}
+
+#[tokio::test]
+async fn per_core_workers_serve_and_drain_on_shutdown() {
+    graceful_shutdown(2).await;
+}
+
+/// A slow request in flight when shutdown begins finishes; new connections are refused.
+async fn graceful_shutdown(workers: usize) {
     let sim = vcguard::sim::SimConfig {
         response_delay: Some(Duration::from_millis(1500)),
         ..Default::default()
     };
     let mut harness = Harness::start_with(Options {
         sim,
+        workers,
         ..Options::default()
     })
     .await;

@@ -78,13 +78,39 @@ struct ForwardInner {
     /// One permit per request in flight to vCenter, held until its response body is done.
     in_flight: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// What the pool was built from, for the pools of further workers.
+    options: UpstreamOptions,
 }
 
 impl Forward {
     /// A forwarder to `options.base`, counting into `metrics`.
     pub fn new(options: UpstreamOptions, metrics: Arc<Metrics>) -> Self {
+        let in_flight = Arc::new(Semaphore::new(
+            options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+        ));
+        Self::with_pool(options, metrics, in_flight)
+    }
+
+    /// A forwarder with its own connection pool for one of `workers` worker threads (its
+    /// connections are driven where its requests run), keeping its share of idle connections
+    /// and sharing this one's in-flight limit and metrics.
+    pub fn with_own_pool(&self, workers: usize) -> Self {
+        let mut options = self.inner.options.clone();
+        options.pool_max_idle = options.pool_max_idle.div_ceil(workers.max(1));
+        Self::with_pool(
+            options,
+            self.inner.metrics.clone(),
+            self.inner.in_flight.clone(),
+        )
+    }
+
+    fn with_pool(
+        options: UpstreamOptions,
+        metrics: Arc<Metrics>,
+        in_flight: Arc<Semaphore>,
+    ) -> Self {
         let connector = UpstreamConnector::new(
-            options.tls,
+            options.tls.clone(),
             options.connect_timeout,
             Some(UPSTREAM_TCP_KEEPALIVE),
         );
@@ -107,10 +133,9 @@ impl Forward {
                 authority,
                 response_timeout: options.response_timeout,
                 long_poll: options.long_poll,
-                in_flight: Arc::new(Semaphore::new(
-                    options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-                )),
+                in_flight,
                 metrics,
+                options,
             }),
         }
     }

@@ -46,6 +46,7 @@ impl EdgeGateway {
         let audit_path = audit_dir.path().join("audit.jsonl");
         let parts = GatewayParts {
             listen: any,
+            workers: 1,
             admin_listen: any,
             server_tls: cert.server_config().expect("server tls"),
             upstream,

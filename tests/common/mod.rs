@@ -45,6 +45,8 @@ pub struct Options {
     pub max_upstream_connections: Option<usize>,
     /// The state store; default: an SQLite file in the harness's temporary directory.
     pub state: Option<StateSettings>,
+    /// Threads serving clients (`[server] workers`); 1 serves on the test's runtime.
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             audit_rotate_bytes: None,
             max_upstream_connections: None,
             state: None,
+            workers: 1,
         }
     }
 }
@@ -233,6 +236,7 @@ fn gateway_parts(
     let cert = SelfSigned::generate(&["localhost"]).expect("gateway cert");
     let parts = GatewayParts {
         listen: LOOPBACK_ANY_PORT,
+        workers: options.workers,
         admin_listen: LOOPBACK_ANY_PORT,
         server_tls: cert.server_config().expect("server tls"),
         upstream,
