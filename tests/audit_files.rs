@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::gateway_process::{GatewayProcess, records_in, verify, write_config};
 use serde_json::Value;
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::{RunningSim, start};
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::{RunningSim, start};
 
 async fn sim() -> RunningSim {
     start(
@@ -314,12 +314,8 @@ fn start_readers(
     let seen = Seen::default();
     let mut handles = Vec::new();
     for _ in 0..clients {
-        let (client, vim, token, seen) = (
-            client.clone(),
-            vim.clone(),
-            token.to_owned(),
-            seen.clone(),
-        );
+        let (client, vim, token, seen) =
+            (client.clone(), vim.clone(), token.to_owned(), seen.clone());
         handles.push(tokio::spawn(async move {
             for _ in 0..per_client {
                 let Ok(r) = client

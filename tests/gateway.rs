@@ -197,7 +197,7 @@ async fn vcenter_down_gives_502_vim_fault_in_both_protocols() {
 
 #[tokio::test]
 async fn slow_vcenter_gives_504() {
-    let sim = vcguard::sim::SimConfig {
+    let sim = vcsim_lite::SimConfig {
         response_delay: Some(Duration::from_secs(3)),
         ..Default::default()
     };
@@ -229,7 +229,7 @@ async fn slow_vcenter_gives_504() {
 
 #[tokio::test]
 async fn vcenter_never_sees_more_requests_at_once_than_max_connections() {
-    let sim = vcguard::sim::SimConfig {
+    let sim = vcsim_lite::SimConfig {
         response_delay: Some(Duration::from_millis(200)),
         ..Default::default()
     };
@@ -252,7 +252,7 @@ async fn vcenter_never_sees_more_requests_at_once_than_max_connections() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
-    let sim = vcguard::sim::SimConfig {
+    let sim = vcsim_lite::SimConfig {
         response_delay: Some(Duration::from_millis(1500)),
         ..Default::default()
     };

@@ -1,4 +1,5 @@
-//! Built-in vCenter simulator: answers VI/JSON, SOAP and datastore file transfers like vCenter.
+//! vcsim-lite, vcguard's built-in vCenter simulator: answers VI/JSON, SOAP and datastore file
+//! transfers like vCenter.
 //!
 //! It is the upstream of the demo and of every end-to-end test. The inventory is one
 //! datacenter (`datacenter-1`), one cluster (`domain-c7`, resource pool `resgroup-8`), three
@@ -43,8 +44,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-
-use crate::vsphere::fault::SOAP_CONTENT_TYPE;
+use vsphere_wire::fault::SOAP_CONTENT_TYPE;
 
 use self::inventory::{API_VERSION, Inventory};
 
