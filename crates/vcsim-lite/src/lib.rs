@@ -18,6 +18,7 @@ mod events;
 mod faults;
 mod inventory;
 mod json_api;
+mod listener;
 mod methods;
 mod property_collector;
 pub mod server;
@@ -49,7 +50,8 @@ use vsphere_wire::fault::SOAP_CONTENT_TYPE;
 use self::inventory::{API_VERSION, Inventory};
 
 /// Body type of every simulator response.
-pub type SimBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
+pub(crate) type SimBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
 
 /// A request body, boxed as soon as it arrives.
 pub(crate) type RequestBody =
@@ -165,11 +167,11 @@ pub(crate) struct SimInner {
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
     /// Protocol the request was handled as.
-    pub(crate) protocol: SimProtocol,
+    pub protocol: SimProtocol,
     /// The vim method, if any.
     pub(crate) vim_method: Option<String>,
     /// The target moId, if any.
-    pub(crate) mo_id: Option<String>,
+    pub mo_id: Option<String>,
     /// The request body, truncated to the journal limit.
     pub(crate) body: Bytes,
 }
@@ -299,7 +301,7 @@ impl Drop for InFlight<'_> {
 
 impl Simulator {
     /// A simulator with the default inventory and `config`'s users and delay.
-    pub fn new(config: SimConfig) -> Self {
+    pub(crate) fn new(config: SimConfig) -> Self {
         let pattern: Vec<u8> = (0..transfer::CHUNK_SIZE).map(|i| (i % 256) as u8).collect();
         let mut inventory = Inventory::default();
         inventory.sessions.set_users(config.users);
@@ -322,7 +324,7 @@ impl Simulator {
     }
 
     /// Answers one HTTP request like vCenter would.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<SimBody>
+    pub(crate) async fn handle<B>(&self, req: Request<B>) -> Response<SimBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
