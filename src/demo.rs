@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::{SimStartError, start};
+
 use crate::audit::AuditConfig;
 use crate::config::{IdentitySection, UpstreamTrust};
 use crate::gate::forward::UpstreamOptions;
@@ -13,8 +16,6 @@ use crate::gateway::{
     Gateway, GatewayParts, StartError, StateSettings, TicketSettings, load_policies,
 };
 use crate::server::ConnectionLimits;
-use crate::sim::SimConfig;
-use crate::sim::server::{SimStartError, start};
 use crate::ticket::{
     KeyKind, KeySource, MintError, MintRequest, SignedConfig, TicketConfig, generate_signing_key,
     mint,
@@ -181,7 +182,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         .and_then(|c| crate::config::parse_thumbprint(&c.thumbprint()));
     let trust = sim_thumbprint.map_or(UpstreamTrust::InsecureSkipVerify, UpstreamTrust::Thumbprint);
 
-    let gateway_cert = SelfSigned::generate(&["localhost", "127.0.0.1"])?;
+    let gateway_cert = SelfSigned::generate(&["localhost", "127.0.0.1"]).map_err(TlsError::from)?;
     let cert_path = demo_dir.path().join("gateway-cert.pem");
     write_file(&cert_path, &gateway_cert.cert_pem)?;
 
@@ -196,7 +197,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         listen: options.listen,
         workers: 1,
         admin_listen: options.admin_listen,
-        server_tls: gateway_cert.server_config()?,
+        server_tls: gateway_cert.server_config().map_err(TlsError::from)?,
         upstream: UpstreamOptions::new(
             sim.base_url().parse()?,
             tls::upstream_client_config(&trust)?,

@@ -21,7 +21,6 @@ pub mod policy;
 pub mod reload;
 pub mod server;
 pub(crate) mod shipped_policies;
-pub mod sim;
 pub mod state;
 pub mod ticket;
 pub mod tls;

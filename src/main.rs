@@ -494,9 +494,15 @@ async fn sim(args: SimArgs) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let task_duration = std::time::Duration::from_secs(args.task_duration_secs);
-    vcguard::sim::server::run_standalone(args.listen, !args.plain, users, task_duration)
-        .await
-        .map_err(|e| e.to_string())
+    vcsim_lite::server::run_standalone(
+        args.listen,
+        !args.plain,
+        users,
+        task_duration,
+        vcguard::server::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn demo(args: DemoArgs) -> Result<(), String> {

@@ -10,6 +10,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
+use vsphere_wire::tls_identity::crypto_provider;
+pub use vsphere_wire::tls_identity::{SelfSigned, server_config_from, thumbprint};
 
 use crate::config::UpstreamTrust;
 
@@ -44,10 +46,6 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// Loads every certificate from a PEM file (a chain, or a CA bundle).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_error = |message: String| TlsError::Pem {
@@ -74,34 +72,18 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// The client-facing server config: HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_from(load_certs(cert)?, load_key(key)?).map_err(|err| match err {
-        TlsError::Rustls(source) => TlsError::CertKeyPair {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
-            source,
-        },
-        other => other,
+    server_config_from(load_certs(cert)?, load_key(key)?).map_err(|source| TlsError::CertKeyPair {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        source,
     })
-}
-
-/// A server config from an in-memory chain and key.
-pub fn server_config_from(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// The vCenter-facing client config for `trust` (ALPN is set by the connector: HTTP/1.1).
 /// A plain-HTTP upstream gets a config that trusts nothing, as it is never used.
 pub fn upstream_client_config(trust: &UpstreamTrust) -> Result<ClientConfig, TlsError> {
-    let builder =
-        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()?;
     let config = match trust {
         UpstreamTrust::PlainHttp => builder
             .with_root_certificates(RootCertStore::empty())
@@ -134,52 +116,6 @@ pub fn upstream_client_config(trust: &UpstreamTrust) -> Result<ClientConfig, Tls
     Ok(config)
 }
 
-/// SHA-256 of a DER certificate as vSphere admins write it: `AA:BB:...`.
-pub fn thumbprint(cert: &CertificateDer<'_>) -> String {
-    let digest = Sha256::digest(cert.as_ref());
-    digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// A freshly generated self-signed certificate with its key, in PEM and DER.
-pub struct SelfSigned {
-    /// The certificate, PEM.
-    pub cert_pem: String,
-    /// The private key, PEM (never written into the repository).
-    pub key_pem: String,
-    /// The certificate, DER.
-    pub cert_der: CertificateDer<'static>,
-    /// The private key, DER.
-    pub key_der: PrivateKeyDer<'static>,
-}
-
-impl SelfSigned {
-    /// Generates a certificate valid for `names` (DNS names or IP literals).
-    pub fn generate(names: &[&str]) -> Result<Self, TlsError> {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names)?;
-        Ok(Self {
-            cert_pem: cert.pem(),
-            key_pem: signing_key.serialize_pem(),
-            cert_der: cert.der().clone(),
-            key_der: PrivateKeyDer::Pkcs8(signing_key.serialize_der().into()),
-        })
-    }
-
-    /// Its SHA-256 thumbprint, `AA:BB:...`.
-    pub fn thumbprint(&self) -> String {
-        thumbprint(&self.cert_der)
-    }
-
-    /// A server config presenting this certificate.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        server_config_from(vec![self.cert_der.clone()], self.key_der.clone_key())
-    }
-}
-
 /// Accepts exactly the end-entity certificate with a pinned SHA-256, or any when `pin` is `None`.
 ///
 /// Pinning replaces chain and name checks (vCenter certificates are often self-signed);
@@ -194,7 +130,7 @@ impl PinnedCertVerifier {
     fn new(pin: Option<[u8; 32]>) -> Self {
         Self {
             pin,
-            provider: provider(),
+            provider: crypto_provider(),
         }
     }
 }

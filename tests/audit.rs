@@ -257,7 +257,7 @@ async fn a_monitor_mode_match_is_forwarded_and_recorded_as_would_deny() {
 async fn a_client_that_leaves_before_vcenter_answers_and_a_refusal_before_the_decision_are_recorded()
  {
     let harness = Harness::start_with(Options {
-        sim: vcguard::sim::SimConfig {
+        sim: vcsim_lite::SimConfig {
             response_delay: Some(std::time::Duration::from_millis(1500)),
             ..Default::default()
         },

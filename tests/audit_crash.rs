@@ -5,9 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::start;
 use vcguard::tls::SelfSigned;
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::start;
 
 struct Gateway(Child);
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::gateway_process::{GatewayProcess, records_in, verify, write_config};
 use serde_json::Value;
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::{RunningSim, start};
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::{RunningSim, start};
 
 async fn sim() -> RunningSim {
     start(

@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::server::ConnectionLimits;
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::{RunningSim, start};
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::{RunningSim, start};
 
 const CONTENT: &str = "/sdk/vim25/8.0.3.0/ServiceInstance/ServiceInstance/content";
 const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);

@@ -197,7 +197,7 @@ async fn vcenter_down_gives_502_vim_fault_in_both_protocols() {
 
 #[tokio::test]
 async fn slow_vcenter_gives_504() {
-    let sim = vcguard::sim::SimConfig {
+    let sim = vcsim_lite::SimConfig {
         response_delay: Some(Duration::from_secs(3)),
         ..Default::default()
     };
@@ -239,7 +239,7 @@ async fn per_core_workers_share_one_max_connections() {
 
 /// Eight clients on their own connections against `max_upstream_connections = 2`.
 async fn max_connections_hold(workers: usize) {
-    let sim = vcguard::sim::SimConfig {
+    let sim = vcsim_lite::SimConfig {
         response_delay: Some(Duration::from_millis(200)),
         ..Default::default()
     };
@@ -273,7 +273,7 @@ async fn per_core_workers_serve_and_drain_on_shutdown() {
 
 /// A slow request in flight when shutdown begins finishes; new connections are refused.
 async fn graceful_shutdown(workers: usize) {
-    let sim = vcguard::sim::SimConfig {
+    let sim = vcsim_lite::SimConfig {
         response_delay: Some(Duration::from_millis(1500)),
         ..Default::default()
     };

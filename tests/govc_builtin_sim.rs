@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{ADMIN_PASSWORD, ADMIN_USER, Harness};
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::start;
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::start;
 
 /// Longest one govc command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -105,7 +105,7 @@ fn govc_or_skip() -> Option<PathBuf> {
 }
 
 /// How many `Login` calls the simulator has answered.
-fn logins(journal: &[vcguard::sim::SeenRequest]) -> usize {
+fn logins(journal: &[vcsim_lite::SeenRequest]) -> usize {
     journal
         .iter()
         .filter(|r| r.vim_method.as_deref() == Some("Login"))

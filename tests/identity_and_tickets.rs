@@ -283,7 +283,7 @@ async fn lockdown_normal(harness: &Harness, token: Option<&str>, ham: &str) -> (
 #[tokio::test]
 async fn a_group_permit_follows_the_logged_in_user() {
     let policies = policies_for_platform_team();
-    let mut sim = vcguard::sim::SimConfig::default();
+    let mut sim = vcsim_lite::SimConfig::default();
     sim.users.push(("ops@vsphere.local".into(), "Ops1!".into()));
     let harness = Harness::start_with(Options {
         sim,
@@ -384,7 +384,7 @@ async fn an_identity_token_adds_groups_to_the_session_user() {
     let pair = generate_signing_key(KeyKind::Ed25519).expect("key");
     let public = keys_dir.path().join("sso.pub.pem");
     std::fs::write(&public, &pair.public_pem).expect("write");
-    let mut sim = vcguard::sim::SimConfig::default();
+    let mut sim = vcsim_lite::SimConfig::default();
     sim.users.push(("ops@vsphere.local".into(), "Ops1!".into()));
     let harness = Harness::start_with(Options {
         sim,

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ADMIN_PASSWORD, ADMIN_USER, Harness, Options};
-use vcguard::sim::SimConfig;
+use vcsim_lite::SimConfig;
 
 #[tokio::test]
 #[ignore = "needs pyVmomi: run with VCGUARD_PYTHON=<python with pyvmomi> and --ignored (see README)"]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::edge::EdgeGateway;
 use vcguard::config::{UpstreamTrust, parse_thumbprint};
 use vcguard::server::ConnectionLimits;
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::start;
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::start;
 
 const CONTENT: &str = "/sdk/vim25/8.0.3.0/ServiceInstance/ServiceInstance/content";
 

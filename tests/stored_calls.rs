@@ -275,7 +275,7 @@ async fn run_scheduled_task_is_decided_on_the_stored_action() {
         assert_denied(&answer, "maintenance-needs-ticket");
     }
     assert_eq!(sim.host_in_maintenance("host-21"), Some(false));
-    let reached_run = |sim: &vcguard::sim::Simulator| {
+    let reached_run = |sim: &vcsim_lite::Simulator| {
         sim.journal()
             .iter()
             .filter(|seen| seen.vim_method.as_deref() == Some("RunScheduledTask"))

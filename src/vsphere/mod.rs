@@ -5,7 +5,7 @@ pub mod classify;
 pub mod credentials;
 mod effect_tree;
 pub mod effects;
-pub mod fault;
+#[cfg(feature = "fuzz")]
 pub mod fuzz_entry;
 pub mod guarded;
 pub mod indirect;
@@ -19,3 +19,6 @@ pub mod soap;
 pub mod soap_tail;
 pub mod stored_action;
 mod xml_tree;
+
+/// vSphere faults as the gateway and the simulator send them (SOAP and VI/JSON bodies).
+pub use vsphere_wire::fault;

@@ -21,10 +21,10 @@ use vcguard::gateway::{
 };
 use vcguard::identity::IdentityTokenConfig;
 use vcguard::server::ConnectionLimits;
-use vcguard::sim::SimConfig;
-use vcguard::sim::server::{RunningSim, start};
 use vcguard::ticket::TicketConfig;
 use vcguard::tls::{SelfSigned, upstream_client_config};
+use vcsim_lite::SimConfig;
+use vcsim_lite::server::{RunningSim, start};
 
 pub const ADMIN_USER: &str = "administrator@vsphere.local";
 pub const ADMIN_PASSWORD: &str = "VMware1!";

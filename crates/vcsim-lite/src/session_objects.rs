@@ -1,7 +1,7 @@
 //! Objects a session creates besides container views and filters: its own property collectors,
 //! list views and event history collectors, with the methods that create, change and destroy them.
 
-use crate::vsphere::fault::VimFault;
+use vsphere_wire::fault::VimFault;
 
 use super::args::Args;
 use super::faults;

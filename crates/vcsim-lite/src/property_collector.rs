@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::vsphere::fault::VimFault;
+use vsphere_wire::fault::VimFault;
 
 use super::args::Args;
 use super::faults;

@@ -1,21 +1,17 @@
 //! Serving the simulator on a socket, with a generated TLS certificate or plain HTTP.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower::Service;
+use tokio_rustls::TlsAcceptor;
+use vsphere_wire::tls_identity::SelfSigned;
 
-use crate::body::ProxyBody;
-use crate::server::{ConnectionLimits, serve};
-use crate::sim::{SimConfig, Simulator};
-use crate::tls::{SelfSigned, TlsError};
+use crate::listener::serve;
+use crate::{SimConfig, Simulator};
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,27 +25,11 @@ pub enum SimStartError {
         source: std::io::Error,
     },
     /// The certificate could not be generated.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-}
-
-/// The simulator as a tower service.
-#[derive(Clone)]
-pub struct SimService(pub Simulator);
-
-impl Service<Request<ProxyBody>> for SimService {
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        let simulator = self.0.clone();
-        Box::pin(async move { Ok(simulator.handle(req).await) })
-    }
+    #[error("generating a certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// rustls refused the generated certificate.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// A simulator serving in the background.
@@ -108,22 +88,16 @@ pub async fn start(
     } else {
         None
     };
-    let server_tls = certificate
+    let acceptor = certificate
         .as_ref()
         .map(SelfSigned::server_config)
-        .transpose()?;
+        .transpose()?
+        .map(TlsAcceptor::from);
     let simulator = Simulator::new(config);
     let (stop, mut stopped) = watch::channel(());
-    let task = tokio::spawn(serve(
-        listener,
-        server_tls,
-        SimService(simulator.clone()),
-        ConnectionLimits::default(),
-        None,
-        async move {
-            let _ = stopped.changed().await;
-        },
-    ));
+    let task = tokio::spawn(serve(listener, acceptor, simulator.clone(), async move {
+        let _ = stopped.changed().await;
+    }));
     Ok(RunningSim {
         addr,
         certificate,
@@ -133,12 +107,14 @@ pub async fn start(
     })
 }
 
-/// `vcguard sim`: serves until Ctrl-C or SIGTERM, printing how to reach it.
+/// `vcguard sim`: serves until `shutdown` completes (the binary passes Ctrl-C or SIGTERM),
+/// printing how to reach it.
 pub async fn run_standalone(
     listen: SocketAddr,
     tls: bool,
     extra_users: Vec<(String, String)>,
     task_duration: Duration,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<(), SimStartError> {
     let mut config = SimConfig {
         task_duration,
@@ -159,7 +135,7 @@ pub async fn run_standalone(
             cert.thumbprint()
         );
     }
-    crate::server::shutdown_signal().await;
+    shutdown.await;
     running.stop().await;
     Ok(())
 }

@@ -4,8 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use uuid::Uuid;
-
-use crate::vsphere::fault::VimFault;
+use vsphere_wire::fault::VimFault;
 
 use super::entities::{self, DATASTORE, DATASTORE_BROWSER, DATASTORE_NAME, RESOURCE_POOL, VmState};
 use super::events::{EventEntity, EventLog, NewEvent, event_description};

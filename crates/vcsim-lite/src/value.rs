@@ -3,8 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value as Json, json};
-
-use crate::vsphere::fault::xml_escape;
+use vsphere_wire::fault::xml_escape;
 
 /// A managed object reference: type and id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

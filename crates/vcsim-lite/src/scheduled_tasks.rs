@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::vsphere::fault::VimFault;
+use vsphere_wire::fault::VimFault;
 
 use super::args::Args;
 use super::faults;

@@ -2,7 +2,7 @@
 //! answering `ExecuteSoap` for `system maintenanceMode get|set` and the CLI type information
 //! (`vim.CLIInfo.FetchCLIInfo`) a client reads first to learn the command's parameters.
 
-use crate::vsphere::fault::{VimFault, xml_escape};
+use vsphere_wire::fault::{VimFault, xml_escape};
 
 use super::args::Args;
 use super::faults;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::vsphere::fault::VimFault;
+use vsphere_wire::fault::VimFault;
 
 use super::args::Args;
 use super::datastore_search;

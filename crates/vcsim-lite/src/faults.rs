@@ -1,6 +1,6 @@
 //! The vim faults the simulator raises, shaped as vCenter shapes them.
 
-use crate::vsphere::fault::{FaultField, VimFault};
+use vsphere_wire::fault::{FaultField, VimFault};
 
 use super::value::MoRef;
 

@@ -22,7 +22,11 @@ const ID_MAP: [(&str, &str); 7] = [
 
 /// A recorded govc request with vcsim's ids replaced by the simulator's and `extra` applied.
 fn fixture(name: &str, extra: &[(&str, &str)]) -> String {
-    let path = format!("{}/tests/fixtures/soap/{name}", env!("CARGO_MANIFEST_DIR"));
+    // The recordings live with the gateway's fixtures, at the workspace root.
+    let path = format!(
+        "{}/../../tests/fixtures/soap/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     for (from, to) in ID_MAP.iter().chain(extra) {
         text = text.replace(from, to);

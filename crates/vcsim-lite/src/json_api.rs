@@ -5,8 +5,7 @@ use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{Value as Json, json};
-
-use crate::vsphere::fault::{JSON_CONTENT_TYPE, VimFault};
+use vsphere_wire::fault::{JSON_CONTENT_TYPE, VimFault};
 
 use super::args::Args;
 use super::methods::{Call, Outcome, invoke};

@@ -1,4 +1,5 @@
-//! Built-in vCenter simulator: answers VI/JSON, SOAP and datastore file transfers like vCenter.
+//! vcsim-lite, vcguard's built-in vCenter simulator: answers VI/JSON, SOAP and datastore file
+//! transfers like vCenter.
 //!
 //! It is the upstream of the demo and of every end-to-end test. The inventory is one
 //! datacenter (`datacenter-1`), one cluster (`domain-c7`, resource pool `resgroup-8`), three
@@ -19,6 +20,7 @@ mod faults;
 mod inventory;
 mod json_api;
 mod lifecycle;
+mod listener;
 mod methods;
 mod property_collector;
 mod scheduled_tasks;
@@ -46,14 +48,14 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-
-use crate::vsphere::fault::SOAP_CONTENT_TYPE;
+use vsphere_wire::fault::SOAP_CONTENT_TYPE;
 
 use self::inventory::{API_VERSION, Inventory};
 pub use self::lifecycle::Remediation;
 
 /// Body type of every simulator response.
-pub type SimBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
+pub(crate) type SimBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
 
 /// A request body, boxed as soon as it arrives.
 pub(crate) type RequestBody =
@@ -169,11 +171,11 @@ pub(crate) struct SimInner {
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
     /// Protocol the request was handled as.
-    pub(crate) protocol: SimProtocol,
+    pub protocol: SimProtocol,
     /// The vim method, if any.
     pub(crate) vim_method: Option<String>,
     /// The target moId, if any.
-    pub(crate) mo_id: Option<String>,
+    pub mo_id: Option<String>,
     /// The request body, truncated to the journal limit.
     pub(crate) body: Bytes,
 }
@@ -303,7 +305,7 @@ impl Drop for InFlight<'_> {
 
 impl Simulator {
     /// A simulator with the default inventory and `config`'s users and delay.
-    pub fn new(config: SimConfig) -> Self {
+    pub(crate) fn new(config: SimConfig) -> Self {
         let pattern: Vec<u8> = (0..transfer::CHUNK_SIZE).map(|i| (i % 256) as u8).collect();
         let mut inventory = Inventory::default();
         inventory.sessions.set_users(config.users);
@@ -326,7 +328,7 @@ impl Simulator {
     }
 
     /// Answers one HTTP request like vCenter would.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<SimBody>
+    pub(crate) async fn handle<B>(&self, req: Request<B>) -> Response<SimBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn Error + Send + Sync>>,

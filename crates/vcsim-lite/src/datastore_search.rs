@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::vsphere::fault::{FaultField, VimFault};
+use vsphere_wire::fault::{FaultField, VimFault};
 
 use super::entities::{DATASTORE, DATASTORE_NAME};
 use super::faults;

@@ -4,8 +4,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, SET_COOKIE};
 use http::request::Parts;
 use http::{Response, StatusCode};
-
-use crate::vsphere::fault::{SOAP_CONTENT_TYPE, VimFault, soap_envelope};
+use vsphere_wire::fault::{SOAP_CONTENT_TYPE, VimFault, soap_envelope};
 
 use super::args::Args;
 use super::methods::{Call, Outcome, invoke};

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use http::HeaderMap;
 use uuid::Uuid;
-
-use crate::vsphere::fault::VimFault;
+use vsphere_wire::fault::VimFault;
 
 use super::faults;
 use super::value::{VimValue, now_rfc3339};
