@@ -570,6 +570,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether `rec` can be appended now without a rotation or pending notices, with room to
+    /// spare for a checkpoint after it: then a caller may commit it on its own thread.
+    pub(super) fn takes_without_rotating(&self, rec: &Prepared) -> bool {
+        let room = (rec.body.len() + self.instance.len() + 2048) as u64;
+        self.file.is_some()
+            && self.notices.is_empty()
+            && self.file_len + room <= self.rotate_bytes
+            && !self.age_due()
+    }
+
     fn age_due(&self) -> bool {
         self.rotate_every.is_some_and(|every| {
             SystemTime::now()

@@ -14,7 +14,7 @@ use super::AuditError;
 use super::file::{Failure, Spec, Writer};
 use super::health::{DropSpan, Health};
 use super::record::{GapBody, Prepared};
-use super::writer::{Ack, Msg, Shared};
+use super::writer::{Ack, Msg, Shared, WriterCell};
 
 /// Most records taken from the queue for one batch.
 const MAX_BATCH: usize = 8192;
@@ -60,18 +60,19 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// Runs `work` on the writer, in place: the loop has its thread to itself, so a blocking
-/// write or fsync delays only the records queued behind it. `None` (logged) when it panicked.
-fn on_writer<T>(
-    mut writer: Box<Writer>,
-    path: &Path,
-    work: impl FnOnce(&mut Writer) -> T,
-) -> Option<(Box<Writer>, T)> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        let out = work(&mut writer);
-        (writer, out)
-    })) {
-        Ok(done) => Some(done),
+/// write or fsync delays only the records queued behind it (a caller committing on its own
+/// thread meanwhile finds the writer busy and queues instead). `None` (logged) when the
+/// writer panicked, here or on a caller's thread; it is then gone for good.
+fn on_writer<T>(cell: &WriterCell, path: &Path, work: impl FnOnce(&mut Writer) -> T) -> Option<T> {
+    let Ok(mut guard) = cell.lock() else {
+        tracing::error!(path = %path.display(), "audit writer panicked");
+        return None;
+    };
+    let writer = guard.as_mut()?;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || work(writer))) {
+        Ok(out) => Some(out),
         Err(_) => {
+            *guard = None;
             tracing::error!(path = %path.display(), "audit writer panicked");
             None
         }
@@ -186,7 +187,7 @@ impl State {
 }
 
 pub(super) async fn run(
-    mut writer: Box<Writer>,
+    cell: Arc<WriterCell>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     permits: Arc<Semaphore>,
     timing: Timing,
@@ -196,7 +197,7 @@ pub(super) async fn run(
         checkpoint_every,
         sync_every,
     } = timing;
-    let path = writer.path.clone();
+    let path = shared.path.clone();
     let mut st = State {
         path: path.clone(),
         shared,
@@ -299,14 +300,15 @@ pub(super) async fn run(
                 Msg::Flush(tx) => flushes.push((st.backlog.len() + batch.len(), tx)),
                 Msg::Reopen(tx) => reopens.push(tx),
                 Msg::Close(tx) => close_ack = Some(tx),
+                // Only wakes the loop, which schedules the fsync below.
+                Msg::Unsynced => {}
             }
         }
 
         if !reopens.is_empty() {
-            let Some((w, result)) = on_writer(writer, &path, Writer::reopen_now) else {
+            let Some(result) = on_writer(&cell, &path, Writer::reopen_now) else {
                 return;
             };
-            writer = w;
             for tx in reopens {
                 let _ = tx.send(match &result {
                     Ok(changed) => Ok(*changed),
@@ -359,11 +361,10 @@ pub(super) async fn run(
             let mut failure: Option<(usize, Failure)> = None;
             let mut sync_failed = false;
             if specs.is_empty() {
-                if must_sync && writer.unsynced {
-                    let Some((w, result)) = on_writer(writer, &path, Writer::sync) else {
+                if must_sync {
+                    let Some(result) = on_writer(&cell, &path, Writer::sync) else {
                         return;
                     };
-                    writer = w;
                     if let Err(f) = result {
                         st.failed(&f);
                         failure = Some((0, f));
@@ -392,10 +393,9 @@ pub(super) async fn run(
                         let results = w.commit(&piece_specs, must_sync);
                         (piece_specs, results)
                     };
-                    let Some((w, (specs_back, results))) = on_writer(writer, &path, commit) else {
+                    let Some((specs_back, results)) = on_writer(&cell, &path, commit) else {
                         return;
                     };
-                    writer = w;
                     for ((spec, ack), result) in specs_back.into_iter().zip(acks).zip(results) {
                         match result {
                             Ok(rref) => match ack {
@@ -437,12 +437,17 @@ pub(super) async fn run(
             }
         }
 
-        sync_due = match (writer.unsynced, sync_due) {
+        let Some((unsynced, last_checkpoint)) =
+            on_writer(&cell, &path, |w| (w.unsynced, w.last_checkpoint))
+        else {
+            return;
+        };
+        sync_due = match (unsynced, sync_due) {
             (false, _) => None,
             (true, Some(due)) => Some(due),
             (true, None) => Some(after(Instant::now(), sync_every)),
         };
-        let mut due = after(writer.last_checkpoint, checkpoint_every);
+        let mut due = after(last_checkpoint, checkpoint_every);
         if checkpoint_due {
             due = due.max(after(Instant::now(), checkpoint_every));
         }
@@ -459,7 +464,9 @@ pub(super) async fn run(
         tracing::error!(path = %path.display(), lost = st.backlog.len(),
             "audit writer ended with records it could not write");
     }
-    drop(writer);
+    if let Ok(mut writer) = cell.lock() {
+        writer.take();
+    }
     if let Some(ack) = close_ack {
         let _ = ack.send(());
     }

@@ -711,6 +711,10 @@ async fn writes_after_close_are_refused() {
         other.write_durable(decision(1)).await,
         Err(AuditError::Closed)
     ));
+    assert!(matches!(
+        other.write_committed(outcome(1)).await,
+        Err(AuditError::Closed)
+    ));
 }
 
 #[tokio::test]
@@ -1321,6 +1325,100 @@ async fn write_committed_is_in_the_file_when_it_returns_and_shares_writes() {
     task.wait().await.unwrap();
     let report = verify(&files(&cfg));
     assert!(report.ok, "{report}");
+}
+
+#[tokio::test]
+async fn committed_on_the_callers_thread_then_fsynced_within_the_sync_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.sync_every = Duration::from_millis(300);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let after_open = log.commits();
+    let before = set_records(&cfg).len();
+    let first = log.write_committed(outcome(0)).await.unwrap().seq;
+    for i in 1..20 {
+        let r = log.write_committed(outcome(i)).await.unwrap();
+        assert_eq!(r.seq, first + i as u64, "one chain, in order");
+        assert_eq!(
+            set_records(&cfg).len(),
+            before + i + 1,
+            "in the file on return"
+        );
+    }
+    assert_eq!(log.commits(), after_open, "no fsync per record");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        log.commits(),
+        after_open + 1,
+        "one fsync covers them in time"
+    );
+    log.close().await;
+    task.wait().await.unwrap();
+    assert!(verify(&files(&cfg)).ok);
+}
+
+#[tokio::test]
+async fn a_committed_record_whose_write_fails_is_retried_by_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let first = log.write_committed(outcome(1)).await.unwrap();
+    log.faults()
+        .fail_write
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let r = log.write_committed(outcome(2)).await.unwrap();
+    assert_eq!(
+        r.seq,
+        first.seq + 1,
+        "the half-written attempt left no trace in the chain"
+    );
+    assert_eq!(log.failures(), 1, "the failed attempt is counted");
+    log.close().await;
+    task.wait().await.unwrap();
+    let report = verify(&files(&cfg));
+    assert!(report.ok, "{report}");
+    let recs = records(&files(&cfg));
+    let ids: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["req-1", "req-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_records_rotate_with_queued_ones_in_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_bytes = 4096;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for t in 0..4 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let n = 1000 + t * 100 + i;
+                if t % 2 == 0 {
+                    log.write_committed(outcome(n)).await.unwrap();
+                } else {
+                    log.write(outcome(n)).await.unwrap();
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    log.close().await;
+    task.wait().await.unwrap();
+    let fs = files(&cfg);
+    assert!(fs.len() >= 5, "{fs:?}");
+    let report = verify(&fs);
+    assert!(report.ok, "{report}");
+    let outcomes = records(&fs)
+        .iter()
+        .filter(|r| r["kind"] == "outcome")
+        .count();
+    assert_eq!(outcomes, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

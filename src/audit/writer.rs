@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -193,7 +193,12 @@ pub(super) enum Ack {
 }
 
 pub(super) enum Msg {
-    Record { rec: Prepared, ack: Ack },
+    Record {
+        rec: Prepared,
+        ack: Ack,
+    },
+    /// A caller wrote to a synced file on its own thread: the file needs an fsync in time.
+    Unsynced,
     Flush(oneshot::Sender<Result<(), AuditError>>),
     Reopen(oneshot::Sender<Result<bool, AuditError>>),
     Close(oneshot::Sender<()>),
@@ -212,12 +217,21 @@ impl Msg {
     }
 }
 
+/// The active file's writer, shared by the writer task and callers committing on their own
+/// thread; `None` once the task has ended or the writer panicked.
+pub(super) type WriterCell = Mutex<Option<Box<Writer>>>;
+
 /// Handle to the audit log; clone it freely, every clone feeds the same writer task.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::UnboundedSender<Msg>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
+    writer: Arc<WriterCell>,
+    /// Records written on the caller's thread are fsynced by the task later (`sync_every`).
+    may_commit_here: bool,
+    /// All permits free: no queued record is waiting to be written before a new one.
+    queue_capacity: usize,
 }
 
 impl fmt::Debug for AuditLog {
@@ -285,12 +299,17 @@ impl AuditLog {
             checkpoint_every: config.checkpoint_every,
             sync_every: config.sync_every,
         };
-        let task = spawn_writer_thread(writer, rx, permits.clone(), timing, shared.clone())?;
+        let writer = Arc::new(Mutex::new(Some(writer)));
+        let task =
+            spawn_writer_thread(writer.clone(), rx, permits.clone(), timing, shared.clone())?;
         Ok((
             AuditLog {
                 tx,
                 permits,
                 shared,
+                writer,
+                may_commit_here: !config.sync_every.is_zero(),
+                queue_capacity: config.queue_capacity,
             },
             task,
         ))
@@ -310,18 +329,61 @@ impl AuditLog {
     }
 
     /// Writes a record and returns once it has been handed to the OS with write(2) (no
-    /// fsync): it survives a crash of the gateway, not of the machine. Concurrent callers
-    /// share one write: the writer never lingers for a waiting caller, and whatever queued
-    /// while the previous write ran goes out in the same batch. While the log is failing
-    /// it returns [`AuditError::Unavailable`] at once, except when a retry is due.
+    /// fsync): it survives a crash of the gateway, not of the machine. When the writer is
+    /// idle the caller writes on its own thread, with no hand-off to the writer thread and
+    /// back; otherwise the record joins the writer's next batch, which never lingers for a
+    /// waiting caller. While the log is failing it returns [`AuditError::Unavailable`] at
+    /// once, except when a retry is due.
     pub async fn write_committed(&self, event: AuditEvent) -> Result<RecordRef, AuditError> {
-        let rec = Prepared::event(&event)?;
+        let rec = match self.commit_here(Prepared::event(&event)?) {
+            Ok(written) => return Ok(written),
+            Err(rec) => rec,
+        };
         let (ack, done) = oneshot::channel();
         self.send(Msg::Record {
             rec,
             ack: Ack::Committed(ack),
         })?;
         done.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Writes `rec` on the caller's thread if the writer is free and healthy, no queued
+    /// record waits (records keep their order) and no rotation is due. Gives the record back
+    /// for the writer task otherwise, and when the write failed (the task retries it, and
+    /// backs off and reports if the disk keeps failing).
+    fn commit_here(&self, rec: Prepared) -> Result<RecordRef, Prepared> {
+        if !self.may_commit_here
+            || self.shared.health.is_failing()
+            || self.permits.available_permits() != self.queue_capacity
+        {
+            return Err(rec);
+        }
+        let Ok(mut guard) = self.writer.try_lock() else {
+            return Err(rec);
+        };
+        let Some(writer) = guard.as_mut() else {
+            return Err(rec);
+        };
+        // Closed permits: the task is writing the `stop` record, nothing may follow it.
+        if self.permits.is_closed() || !writer.takes_without_rotating(&rec) {
+            return Err(rec);
+        }
+        let was_synced = !writer.unsynced;
+        let specs = [Spec::Event(rec)];
+        let result = writer.commit(&specs, false).pop();
+        drop(guard);
+        let [Spec::Event(rec)] = specs else {
+            unreachable!("one event spec went in")
+        };
+        match result {
+            Some(Ok(written)) => {
+                if was_synced {
+                    let _ = self.tx.send(Msg::Unsynced);
+                }
+                Ok(written)
+            }
+            _ => Err(rec),
+        }
     }
 
     /// Queues a record. While the log is healthy it waits when `queue_capacity` records
@@ -478,7 +540,7 @@ impl AuditLog {
 /// caller waiting for its record costs one hand-off there and one back, not a trip through
 /// the blocking pool as well.
 fn spawn_writer_thread(
-    writer: Box<Writer>,
+    writer: Arc<WriterCell>,
     rx: mpsc::UnboundedReceiver<Msg>,
     permits: Arc<Semaphore>,
     timing: Timing,
