@@ -526,6 +526,22 @@ async fn wait_healthy(log: &AuditLog) {
     panic!("the audit log did not recover: {}", log.health());
 }
 
+/// Closes the log, checks that its files verify, and returns their records.
+async fn close_and_verify(log: AuditLog, task: AuditTask, cfg: &AuditConfig) -> Vec<Value> {
+    log.close().await;
+    task.wait().await.unwrap();
+    let report = verify(&files(cfg));
+    assert!(report.ok, "{report}");
+    records(&files(cfg))
+}
+
+/// The request ids of the records that have one, in order.
+fn request_ids(recs: &[Value]) -> Vec<&str> {
+    recs.iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn write_and_fsync_failures_are_reported_rolled_back_and_retried() {
     let dir = tempfile::tempdir().unwrap();
@@ -572,16 +588,8 @@ async fn write_and_fsync_failures_are_reported_rolled_back_and_retried() {
 
     // The writer recovered: later writes succeed.
     log.write_durable(decision(5)).await.unwrap();
-    log.close().await;
-    task.wait().await.unwrap();
-    let report = verify(&files(&cfg));
-    assert!(report.ok, "{report}");
-    let recs = records(&files(&cfg));
-    let ids: Vec<&str> = recs
-        .iter()
-        .filter_map(|r| r["request_id"].as_str())
-        .collect();
-    assert_eq!(ids, ["req-1", "req-4", "req-5"]);
+    let recs = close_and_verify(log, task, &cfg).await;
+    assert_eq!(request_ids(&recs), ["req-1", "req-4", "req-5"]);
     assert_eq!(recs.last().unwrap()["failures"], 3);
 }
 
@@ -671,24 +679,36 @@ async fn group_commit_writes_everything_in_one_valid_chain() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn back_pressure_with_a_tiny_queue_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.queue_capacity = 2;
-    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+/// Runs `tasks` writers at once, each calling `write(log, task, i)` for `i` in `0..per_task`.
+async fn write_concurrently<F, Fut>(log: &AuditLog, tasks: usize, per_task: usize, write: F)
+where
+    F: Fn(AuditLog, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let mut handles = Vec::new();
-    for t in 0..4 {
-        let log = log.clone();
+    for t in 0..tasks {
+        let (log, write) = (log.clone(), write.clone());
         handles.push(tokio::spawn(async move {
-            for i in 0..500 {
-                log.write(outcome(t * 500 + i)).await.unwrap();
+            for i in 0..per_task {
+                write(log.clone(), t, i).await;
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_pressure_with_a_tiny_queue_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.queue_capacity = 2;
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    write_concurrently(&log, 4, 500, |log, t, i| async move {
+        log.write(outcome(t * 500 + i)).await.unwrap();
+    })
+    .await;
     log.close().await;
     task.wait().await.unwrap();
     let recs = records(&files(&cfg));
@@ -1373,16 +1393,8 @@ async fn a_committed_record_whose_write_fails_is_retried_by_the_writer() {
         "the half-written attempt left no trace in the chain"
     );
     assert_eq!(log.failures(), 1, "the failed attempt is counted");
-    log.close().await;
-    task.wait().await.unwrap();
-    let report = verify(&files(&cfg));
-    assert!(report.ok, "{report}");
-    let recs = records(&files(&cfg));
-    let ids: Vec<&str> = recs
-        .iter()
-        .filter_map(|r| r["request_id"].as_str())
-        .collect();
-    assert_eq!(ids, ["req-1", "req-2"]);
+    let recs = close_and_verify(log, task, &cfg).await;
+    assert_eq!(request_ids(&recs), ["req-1", "req-2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1391,23 +1403,15 @@ async fn committed_records_rotate_with_queued_ones_in_one_chain() {
     let mut cfg = config(dir.path());
     cfg.rotate_bytes = 4096;
     let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
-    let mut handles = Vec::new();
-    for t in 0..4 {
-        let log = log.clone();
-        handles.push(tokio::spawn(async move {
-            for i in 0..50 {
-                let n = 1000 + t * 100 + i;
-                if t % 2 == 0 {
-                    log.write_committed(outcome(n)).await.unwrap();
-                } else {
-                    log.write(outcome(n)).await.unwrap();
-                }
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    write_concurrently(&log, 4, 50, |log, t, i| async move {
+        let n = 1000 + t * 100 + i;
+        if t % 2 == 0 {
+            log.write_committed(outcome(n)).await.unwrap();
+        } else {
+            log.write(outcome(n)).await.unwrap();
+        }
+    })
+    .await;
     log.close().await;
     task.wait().await.unwrap();
     let fs = files(&cfg);
