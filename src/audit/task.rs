@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -77,6 +78,14 @@ fn on_writer<T>(cell: &WriterCell, path: &Path, work: impl FnOnce(&mut Writer) -
             None
         }
     }
+}
+
+/// Runs `work`, which fsyncs, telling callers meanwhile to queue rather than wait for the writer.
+fn syncing<T>(shared: &Shared, work: impl FnOnce() -> T) -> T {
+    shared.syncing.store(true, Ordering::Release);
+    let out = work();
+    shared.syncing.store(false, Ordering::Release);
+    out
 }
 
 /// Cuts specs into pieces of about `max` bytes (at least one record each).
@@ -306,7 +315,8 @@ pub(super) async fn run(
         }
 
         if !reopens.is_empty() {
-            let Some(result) = on_writer(&cell, &path, Writer::reopen_now) else {
+            let Some(result) = syncing(&st.shared, || on_writer(&cell, &path, Writer::reopen_now))
+            else {
                 return;
             };
             for tx in reopens {
@@ -362,7 +372,9 @@ pub(super) async fn run(
             let mut sync_failed = false;
             if specs.is_empty() {
                 if must_sync {
-                    let Some(result) = on_writer(&cell, &path, Writer::sync) else {
+                    let Some(result) =
+                        syncing(&st.shared, || on_writer(&cell, &path, Writer::sync))
+                    else {
                         return;
                     };
                     if let Err(f) = result {
@@ -393,7 +405,13 @@ pub(super) async fn run(
                         let results = w.commit(&piece_specs, must_sync);
                         (piece_specs, results)
                     };
-                    let Some((specs_back, results)) = on_writer(&cell, &path, commit) else {
+                    let run = || on_writer(&cell, &path, commit);
+                    let done = if must_sync || recovering {
+                        syncing(&st.shared, run)
+                    } else {
+                        run()
+                    };
+                    let Some((specs_back, results)) = done else {
                         return;
                     };
                     for ((spec, ack), result) in specs_back.into_iter().zip(acks).zip(results) {

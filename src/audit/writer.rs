@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -176,6 +176,8 @@ pub(super) struct Shared {
     pub(super) health: HealthCell,
     pub(super) on_full: OnFull,
     pub(super) outcome_write: OutcomeWrite,
+    /// The writer task holds the writer for an fsync: callers queue rather than wait.
+    pub(super) syncing: AtomicBool,
     #[cfg(test)]
     pub(super) faults: Faults,
 }
@@ -279,6 +281,7 @@ impl AuditLog {
             health: HealthCell::new(),
             on_full: config.on_full,
             outcome_write: config.outcome_write,
+            syncing: AtomicBool::new(false),
             #[cfg(test)]
             faults: Faults::default(),
         });
@@ -329,9 +332,9 @@ impl AuditLog {
     }
 
     /// Writes a record and returns once it has been handed to the OS with write(2) (no
-    /// fsync): it survives a crash of the gateway, not of the machine. When the writer is
-    /// idle the caller writes on its own thread, with no hand-off to the writer thread and
-    /// back; otherwise the record joins the writer's next batch, which never lingers for a
+    /// fsync): it survives a crash of the gateway, not of the machine. Usually the caller
+    /// writes on its own thread, with no hand-off to the writer thread and back; while the
+    /// writer task fsyncs, the record joins its next batch, which never lingers for a
     /// waiting caller. While the log is failing it returns [`AuditError::Unavailable`] at
     /// once, except when a retry is due.
     pub async fn write_committed(&self, event: AuditEvent) -> Result<RecordRef, AuditError> {
@@ -347,7 +350,7 @@ impl AuditLog {
         done.await.map_err(|_| AuditError::Closed)?
     }
 
-    /// Writes `rec` on the caller's thread if the writer is free and healthy, no queued
+    /// Writes `rec` on the caller's thread if the log is healthy and not being fsynced, no queued
     /// record waits (records keep their order) and no rotation is due. Gives the record back
     /// for the writer task otherwise, and when the write failed (the task retries it, and
     /// backs off and reports if the disk keeps failing).
@@ -358,8 +361,17 @@ impl AuditLog {
         {
             return Err(rec);
         }
-        let Ok(mut guard) = self.writer.try_lock() else {
-            return Err(rec);
+        let mut guard = match self.writer.try_lock() {
+            Ok(guard) => guard,
+            // Another caller's write or a batch of the writer's takes microseconds: wait for
+            // it. An fsync takes milliseconds: queue instead.
+            Err(TryLockError::WouldBlock) if !self.shared.syncing.load(Ordering::Acquire) => {
+                match self.writer.lock() {
+                    Ok(guard) => guard,
+                    Err(_) => return Err(rec),
+                }
+            }
+            Err(_) => return Err(rec),
         };
         let Some(writer) = guard.as_mut() else {
             return Err(rec);
