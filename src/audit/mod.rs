@@ -2,7 +2,8 @@
 //!
 //! The gateway builds [`AuditEvent`]s and hands them to an [`AuditLog`]: decisions on
 //! guarded calls with [`AuditLog::write_durable`] (on disk before forwarding), outcomes
-//! with [`AuditLog::write`]. One writer task chains, batches, fsyncs and rotates. The
+//! with [`AuditLog::write_committed`] or [`AuditLog::write`]. One writer task batches,
+//! fsyncs and rotates; a caller waiting for its outcome usually writes it itself. The
 //! review side ([`verify`], [`query`], [`tail`]) reads the files. The record format is
 //! specified in `docs/AUDIT_FORMAT.md`.
 

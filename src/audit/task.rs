@@ -62,8 +62,8 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Runs `work` on the writer, in place: the loop has its thread to itself, so a blocking
 /// write or fsync delays only the records queued behind it (a caller committing on its own
-/// thread meanwhile finds the writer busy and queues instead). `None` (logged) when the
-/// writer panicked, here or on a caller's thread; it is then gone for good.
+/// thread meanwhile waits for a write, and queues during an fsync: see [`syncing`]). `None`
+/// (logged) when the writer panicked, here or on a caller's thread; it is then gone for good.
 fn on_writer<T>(cell: &WriterCell, path: &Path, work: impl FnOnce(&mut Writer) -> T) -> Option<T> {
     let Ok(mut guard) = cell.lock() else {
         tracing::error!(path = %path.display(), "audit writer panicked");

@@ -1,5 +1,6 @@
-//! The audit log's handle and configuration: callers submit records here; one writer
-//! task (`task.rs`) chains, batches, writes, fsyncs and rotates them (`file.rs`).
+//! The audit log's handle and configuration: callers submit records here. A waiting
+//! caller (`write_committed`) usually writes its record on its own thread; the writer task
+//! (`task.rs`) batches the rest, fsyncs, rotates and backs off (`file.rs` writes).
 
 use std::fmt;
 use std::path::PathBuf;
