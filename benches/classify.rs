@@ -41,7 +41,7 @@ fn sniff(body: &[u8]) {
 
 fn vim_json(path: &str, body: &[u8], guarded: &GuardedMethods) {
     if let Ok(PathClass::VimJson(vim)) = classify_path(path) {
-        let op = classify_vim_json(&vim, &http::Method::POST, Some(body), guarded);
+        let op = classify_vim_json(vim, &http::Method::POST, Some(body), guarded);
         black_box(op.ok());
     }
 }

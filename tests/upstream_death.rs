@@ -103,6 +103,15 @@ async fn a_download_cut_by_vcenters_death_is_recorded_as_broken_off() {
     assert_eq!(outcomes[0]["bytes_out"], ANNOUNCED as u64, "as announced");
     let broken = &outcomes[1];
     assert_eq!(broken["error"], "upstream_reset", "{broken}");
+    for member in [
+        "client", "protocol", "method", "mo_type", "mo_id", "session",
+    ] {
+        assert_eq!(
+            broken[member], outcomes[0][member],
+            "the break names the same call as its answer ({member})"
+        );
+    }
+    assert!(broken["client"].is_string(), "{broken}");
     let sent = broken["bytes_out"].as_u64().expect("bytes_out");
     assert!(
         sent <= SENT as u64,

@@ -6,6 +6,7 @@
 //! tool can check a line without a JSON canonicaliser.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -108,10 +109,8 @@ pub(super) struct Envelope<'a> {
 /// Layout: `v`, `seq`, `time`, `instance`, `kind`, the body members, `prev`, `hash`.
 pub(super) fn render(env: &Envelope<'_>, body_json: &[u8]) -> (Vec<u8>, String) {
     let mut line = Vec::with_capacity(body_json.len() + 320);
-    line.extend_from_slice(b"{\"v\":");
-    line.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
-    line.extend_from_slice(b",\"seq\":");
-    line.extend_from_slice(env.seq.to_string().as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(line, "{{\"v\":{FORMAT_VERSION},\"seq\":{}", env.seq);
     line.extend_from_slice(b",\"time\":");
     encode_str(env.time, &mut line);
     line.extend_from_slice(b",\"instance\":");

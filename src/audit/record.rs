@@ -1,6 +1,6 @@
 //! Record types: what the gateway submits, and the writer's own records.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -402,7 +402,9 @@ impl Prepared {
         body: &T,
         severity: u8,
     ) -> Result<Prepared, AuditError> {
-        let body = serde_json::to_vec(body).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let mut json = Vec::with_capacity(BODY_CAPACITY);
+        serde_json::to_writer(&mut json, body).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let body = json;
         if !body.starts_with(b"{") {
             return Err(AuditError::Encode("record body is not an object".into()));
         }
@@ -415,10 +417,16 @@ impl Prepared {
     }
 }
 
+/// Room for a typical record body (an outcome is 300–500 bytes), so it is not regrown.
+const BODY_CAPACITY: usize = 768;
+
 /// RFC 3339 UTC with microseconds, e.g. `2025-11-23T01:02:03.000456Z`.
 pub(super) fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
+    let mut text = String::with_capacity(TIME_LEN);
+    // Writing into a String cannot fail.
+    let _ = write!(
+        text,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         t.year(),
         u8::from(t.month()),
@@ -427,8 +435,12 @@ pub(super) fn format_time(t: OffsetDateTime) -> String {
         t.minute(),
         t.second(),
         t.microsecond()
-    )
+    );
+    text
 }
+
+/// Length of a [`format_time`] text (years 0–9999).
+const TIME_LEN: usize = "2025-11-23T01:02:03.000456Z".len();
 
 #[cfg(test)]
 mod tests {

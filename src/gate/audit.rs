@@ -9,10 +9,12 @@
 //! is written and fsynced first; if that fails the call is refused and never reaches vCenter.
 //! Secrets never enter a record: sessions and tickets appear as keyed hashes only.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response, header};
+use tower_http::request_id::RequestId;
 
 use crate::audit::{
     AuditError, AuditEvent, AuditLog, CallRecord, OutcomeRecord, OutcomeWrite,
@@ -21,7 +23,7 @@ use crate::audit::{
 use crate::body::{ProxyBody, collect_capped, full};
 use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
-use crate::gate::request_id::request_id_of;
+use crate::gate::request_id::id_text;
 use crate::gate::step::{Inner, Next, Step, StepResult};
 use crate::gate::watch_body::{BodyEnd, watch_body};
 use crate::policy::Decision;
@@ -89,7 +91,7 @@ impl Step for Audit {
             bytes_in,
             bytes_out: http_body::Body::size_hint(response.body()).exact(),
             latency_ms: Some(started.elapsed().as_millis() as u64),
-            ..OutcomeRecord::new(call.clone())
+            ..OutcomeRecord::new(call)
         };
         // By default on its way to the OS before the answer's head leaves: a crash of the gateway
         // cannot lose it. Queued instead under `outcome_write = "batched"` and while the log is
@@ -107,13 +109,15 @@ impl Step for Audit {
         if let Err(err) = written {
             log_unwritten(&err);
         }
-        let status = response.status().as_u16();
-        let log = self.log.clone();
-        Ok(response.map(|body| {
-            watch_body(body, move |end| {
-                broken_off_record(&log, call, status, bytes_in, started, end)
-            })
-        }))
+        let broken_off = BrokenOff {
+            log: self.log.clone(),
+            facts,
+            request: pending.request.clone(),
+            status: response.status().as_u16(),
+            bytes_in,
+            started,
+        };
+        Ok(response.map(|body| watch_body(body, move |end| broken_off.record(end))))
     }
 }
 
@@ -167,29 +171,34 @@ fn log_unwritten(err: &AuditError) {
     }
 }
 
-/// A second outcome for an answer whose body did not reach the client whole.
-fn broken_off_record(
-    log: &AuditLog,
-    call: CallRecord,
+/// What a second outcome needs, for an answer whose body does not reach the client whole.
+struct BrokenOff {
+    log: AuditLog,
+    facts: Arc<Facts>,
+    request: RequestFacts,
     status: u16,
     bytes_in: Option<u64>,
     started: Instant,
-    end: BodyEnd,
-) {
-    let error = match end {
-        BodyEnd::Complete { .. } => return,
-        BodyEnd::Failed { .. } => "upstream_reset",
-        BodyEnd::Dropped { .. } => "client_aborted",
-    };
-    let outcome = OutcomeRecord {
-        status: Some(status),
-        bytes_in,
-        bytes_out: Some(end.bytes()),
-        latency_ms: Some(started.elapsed().as_millis() as u64),
-        error: Some(error.to_owned()),
-        ..OutcomeRecord::new(call)
-    };
-    submit_detached(log, outcome);
+}
+
+impl BrokenOff {
+    /// Writes the second outcome unless the body went out whole.
+    fn record(self, end: BodyEnd) {
+        let error = match end {
+            BodyEnd::Complete { .. } => return,
+            BodyEnd::Failed { .. } => "upstream_reset",
+            BodyEnd::Dropped { .. } => "client_aborted",
+        };
+        let outcome = OutcomeRecord {
+            status: Some(self.status),
+            bytes_in: self.bytes_in,
+            bytes_out: Some(end.bytes()),
+            latency_ms: Some(self.started.elapsed().as_millis() as u64),
+            error: Some(error.to_owned()),
+            ..OutcomeRecord::new(call_record(&self.log, &self.facts, &self.request))
+        };
+        submit_detached(&self.log, outcome);
+    }
 }
 
 /// Writes `outcome` from a place that cannot wait for the log (a drop).
@@ -263,18 +272,15 @@ impl Step for WriteAhead {
 /// What the records need of the request itself (it is gone when the call ends).
 #[derive(Clone)]
 struct RequestFacts {
-    request_id: String,
-    client: Option<String>,
+    request_id: Option<RequestId>,
+    client: Option<SocketAddr>,
 }
 
 impl RequestFacts {
     fn of(req: &Request<ProxyBody>) -> Self {
         Self {
-            request_id: request_id_of(req).to_owned(),
-            client: req
-                .extensions()
-                .get::<ClientAddr>()
-                .map(|a| a.0.to_string()),
+            request_id: req.extensions().get::<RequestId>().cloned(),
+            client: req.extensions().get::<ClientAddr>().map(|a| a.0),
         }
     }
 }
@@ -293,8 +299,8 @@ fn call_record(log: &AuditLog, facts: &Facts, request: &RequestFacts) -> CallRec
     };
     let ticket = facts.ticket();
     let call = CallRecord {
-        request_id: request.request_id.clone(),
-        client: request.client.clone(),
+        request_id: id_text(request.request_id.as_ref()).to_owned(),
+        client: request.client.map(|addr| addr.to_string()),
         protocol: operation.map(|op| protocol_name(op.protocol).to_owned()),
         method: guarded
             .map(|g| g.method.clone())

@@ -125,7 +125,7 @@ async fn classify(
     let has_credential = credential.is_some();
     facts.set_credential(credential);
     let (parts, body) = req.into_parts();
-    let (operation, body) = match &class {
+    let (operation, body) = match class {
         PathClass::VimJson(path) => {
             if needs_whole_body(&path.name, guarded) {
                 let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
@@ -133,8 +133,9 @@ async fn classify(
                 (operation, full(bytes))
             } else if is_long_poll(&path.name) {
                 let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
+                let wait = long_poll_wait(&path.name, Protocol::VimJson, &bytes);
                 let operation = classify_vim_json(path, &parts.method, None, guarded)?;
-                facts.set_wait(long_poll_wait(&path.name, Protocol::VimJson, &bytes));
+                facts.set_wait(wait);
                 (operation, full(bytes))
             } else {
                 let (prefix, rest) = read_start(body).await?;

@@ -21,8 +21,19 @@ impl MakeRequestId for GatewayRequestIds {
         static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{n:016x}", *PREFIX);
-        HeaderValue::try_from(id).ok().map(RequestId::new)
+        let mut id = [0u8; 32];
+        hex_u64(*PREFIX, &mut id[..16]);
+        hex_u64(n, &mut id[16..]);
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Writes `value` as 16 lowercase hex digits into `out` (16 bytes).
+fn hex_u64(value: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, digit) in out.iter_mut().enumerate() {
+        let shift = 60 - 4 * i;
+        *digit = HEX[((value >> shift) & 0xf) as usize];
     }
 }
 
@@ -34,9 +45,12 @@ pub fn drop_client_request_id<B>(mut req: Request<B>) -> Request<B> {
 
 /// The request's id, or `-` outside the gateway's stack.
 pub fn request_id_of<B>(req: &Request<B>) -> &str {
-    req.extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
+    id_text(req.extensions().get::<RequestId>())
+}
+
+/// A request id as text, or `-` for none.
+pub fn id_text(id: Option<&RequestId>) -> &str {
+    id.and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-")
 }
 
@@ -53,6 +67,10 @@ mod tests {
         let a = a.header_value().to_str().expect("text").to_owned();
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b.header_value().to_str().expect("text"));
+        let b = b.header_value().to_str().expect("text");
+        assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one prefix per process");
+        let counter = |id: &str| u64::from_str_radix(&id[16..], 16).expect("hex counter");
+        assert!(counter(b) > counter(&a), "{a} then {b}");
     }
 }

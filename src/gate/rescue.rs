@@ -10,11 +10,12 @@ use std::task::{Context, Poll};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, header};
 use tower::{Layer, Service};
+use tower_http::request_id::RequestId;
 
 use crate::body::{ProxyBody, full};
 use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
-use crate::gate::request_id::request_id_of;
+use crate::gate::request_id::id_text;
 use crate::gate::step::Inner;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -68,19 +69,21 @@ impl<S: Inner> Service<Request<ProxyBody>> for Rescue<S> {
     fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
         let facts = Arc::new(Facts::new(self.layer.policies.snapshot(), req.uri().path()));
         req.extensions_mut().insert(facts.clone());
-        let request_id = request_id_of(&req).to_owned();
+        // A cheap handle on the id (a shared buffer), read as text only when a fault is rendered.
+        let request_id = req.extensions().get::<RequestId>().cloned();
         let metrics = self.layer.metrics.clone();
         let answer = self.inner.call(req);
         Box::pin(async move {
             Ok(match answer.await {
                 Ok(response) => response,
                 Err(error) => {
+                    let request_id = id_text(request_id.as_ref());
                     metrics.count(error.outcome());
                     // A denial was logged by the decide step, inside the call's span.
                     if !matches!(error, GatewayError::Denied { .. }) {
                         tracing::warn!(request = %request_id, error = error.name(), reason = %error, "{}", error.log_message());
                     }
-                    fault_response(&error, facts.fault_protocol(), &request_id)
+                    fault_response(&error, facts.fault_protocol(), request_id)
                 }
             })
         })

@@ -32,7 +32,8 @@ struct Entry {
 
 /// Bounded, expiring map of session keys to users (`None` = vCenter said: not logged in).
 pub struct SessionCache {
-    secret: [u8; 32],
+    /// HMAC-SHA256 keyed with a per-process random secret, cloned for each token.
+    mac: Hmac<Sha256>,
     ttl: Duration,
     negative_ttl: Duration,
     max_entries: usize,
@@ -46,7 +47,8 @@ impl SessionCache {
         secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         Self {
-            secret,
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&secret)
+                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length")),
             ttl,
             negative_ttl,
             max_entries,
@@ -56,8 +58,7 @@ impl SessionCache {
 
     /// The keyed hash of `token` (HMAC-SHA256).
     pub fn key_for(&self, token: &str) -> SessionKey {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let mut mac = self.mac.clone();
         mac.update(token.as_bytes());
         SessionKey(mac.finalize().into_bytes().into())
     }

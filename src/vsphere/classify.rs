@@ -115,7 +115,7 @@ pub fn refuse_xml_on_vim_json(body_prefix: &[u8]) -> Result<(), Refusal> {
 /// is the guarded call); other names are property reads under `GET`/`HEAD` and
 /// method calls under any other verb.
 pub fn classify_vim_json(
-    path: &VimPath,
+    path: VimPath,
     http_method: &http::Method,
     body: Option<&[u8]>,
     guarded: &GuardedMethods,
@@ -123,51 +123,59 @@ pub fn classify_vim_json(
     if let Some(body) = body {
         refuse_xml_on_vim_json(body)?;
     }
-    let this = MoRef::new(path.mo_type.clone(), path.mo_id.clone());
-    let mut op = Operation {
-        protocol: Protocol::VimJson,
-        release: Some(path.release.clone()),
-        target: Some(this.clone()),
-        call: Call::Method(path.name.clone()),
-        guarded: None,
-    };
-    match guarded.lookup(&path.name) {
-        MethodLookup::NotGuarded => {
-            if http_method == http::Method::GET || http_method == http::Method::HEAD {
-                op.call = Call::PropertyRead(path.name.clone());
-            }
-        }
-        MethodLookup::WrongCase { canonical } => return Err(wrong_case(&path.name, canonical)),
+    let VimPath {
+        release,
+        mo_type,
+        mo_id,
+        name,
+        ..
+    } = path;
+    let this = MoRef::new(mo_type, mo_id);
+    let lookup = guarded.lookup(&name);
+    let property_read = matches!(lookup, MethodLookup::NotGuarded)
+        && (http_method == http::Method::GET || http_method == http::Method::HEAD);
+    let guarded_call = match lookup {
+        MethodLookup::NotGuarded => None,
+        MethodLookup::WrongCase { canonical } => return Err(wrong_case(&name, canonical)),
         MethodLookup::Guarded(canonical) => {
             check_target_type(canonical, &this)?;
-            op.guarded = Some(GuardedCall {
+            Some(GuardedCall {
                 method: canonical.to_owned(),
-                target: this,
+                target: this.clone(),
                 body: json_body::parse_guarded_body(canonical, body)?,
                 route: Route::Direct,
                 via: canonical.to_owned(),
-            });
+            })
         }
         MethodLookup::Effect { method, declared } => {
-            op.guarded = json_body::parse_effect_body(method, &this, declared, body)?;
+            json_body::parse_effect_body(method, &this, declared, body)?
         }
         MethodLookup::Carrier {
             canonical,
             guarded_itself,
-        } => {
-            if let Some(kind) = carrier_kind(canonical) {
-                op.guarded = json_body::parse_carrier_body(
-                    canonical,
-                    kind,
-                    &this,
-                    guarded_itself,
-                    body,
-                    guarded,
-                )?;
-            }
-        }
-    }
-    Ok(op)
+        } => match carrier_kind(canonical) {
+            Some(kind) => json_body::parse_carrier_body(
+                canonical,
+                kind,
+                &this,
+                guarded_itself,
+                body,
+                guarded,
+            )?,
+            None => None,
+        },
+    };
+    Ok(Operation {
+        protocol: Protocol::VimJson,
+        release: Some(release),
+        target: Some(this),
+        call: if property_read {
+            Call::PropertyRead(name)
+        } else {
+            Call::Method(name)
+        },
+        guarded: guarded_call,
+    })
 }
 
 /// Classifies a whole SOAP request body.
@@ -250,7 +258,7 @@ mod tests {
     fn json(method: http::Method, path: &str, body: Option<&str>) -> Result<Operation, Refusal> {
         let vim = vim_path(path);
         classify_vim_json(
-            &vim,
+            vim,
             &method,
             body.map(str::as_bytes),
             &GuardedMethods::new(),

@@ -4,6 +4,7 @@
 //! Names compare case-insensitively (PROTOCOL.md §6): a guarded or carrier name in
 //! any other spelling than the canonical one is refused, never passed through.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::effects::{EFFECT_METHODS, EffectMethod};
@@ -135,15 +136,15 @@ impl GuardedMethods {
     pub fn new() -> Self {
         let guarded = DEFAULT_GUARDED
             .iter()
-            .map(|name| (fold_case(name), (*name).to_owned()))
+            .map(|name| (fold_case(name).into_owned(), (*name).to_owned()))
             .collect();
         let carriers = CARRIERS
             .iter()
-            .map(|name| (fold_case(name), (*name).to_owned()))
+            .map(|name| (fold_case(name).into_owned(), (*name).to_owned()))
             .collect();
         let effects = EFFECT_METHODS
             .iter()
-            .map(|(wire, method, ..)| (fold_case(wire), ((*wire).to_owned(), *method)))
+            .map(|(wire, method, ..)| (fold_case(wire).into_owned(), ((*wire).to_owned(), *method)))
             .collect();
         Self {
             guarded,
@@ -158,7 +159,7 @@ impl GuardedMethods {
             return Err(GuardedMethodsError::NotAName(name.to_owned()));
         }
         let key = fold_case(name);
-        for existing in [self.guarded.get(&key), self.carriers.get(&key)]
+        for existing in [self.guarded.get(&*key), self.carriers.get(&*key)]
             .into_iter()
             .flatten()
         {
@@ -169,7 +170,7 @@ impl GuardedMethods {
                 });
             }
         }
-        self.guarded.insert(key, name.to_owned());
+        self.guarded.insert(key.into_owned(), name.to_owned());
         Ok(())
     }
 
@@ -187,26 +188,26 @@ impl GuardedMethods {
     /// Classifies a method name as sent on the wire (path segment or SOAP element).
     pub fn lookup(&self, name: &str) -> MethodLookup<'_> {
         let key = fold_case(name);
-        if let Some(canonical) = self.carriers.get(&key) {
+        if let Some(canonical) = self.carriers.get(&*key) {
             if canonical != name {
                 return MethodLookup::WrongCase { canonical };
             }
             return MethodLookup::Carrier {
                 canonical,
-                guarded_itself: self.guarded.contains_key(&key),
+                guarded_itself: self.guarded.contains_key(&*key),
             };
         }
-        if let Some((canonical, method)) = self.effects.get(&key) {
+        if let Some((canonical, method)) = self.effects.get(&*key) {
             if canonical != name {
                 return MethodLookup::WrongCase { canonical };
             }
             let action = fold_case(method.action());
             return MethodLookup::Effect {
                 method: *method,
-                declared: self.guarded.contains_key(&action),
+                declared: self.guarded.contains_key(&*action),
             };
         }
-        match self.guarded.get(&key) {
+        match self.guarded.get(&*key) {
             Some(canonical) if canonical == name => MethodLookup::Guarded(canonical),
             Some(canonical) => MethodLookup::WrongCase { canonical },
             None => MethodLookup::NotGuarded,
@@ -226,7 +227,7 @@ impl GuardedMethods {
             let matches = folded == suffix
                 || (folded.ends_with(suffix)
                     && boundary.is_some_and(|at| folded.as_bytes().get(at) == Some(&b'.')));
-            if matches && let Some(canonical) = self.carriers.get(&fold_case(carrier)) {
+            if matches && let Some(canonical) = self.carriers.get(&*fold_case(carrier)) {
                 return MethodLookup::Carrier {
                     canonical,
                     guarded_itself: false,
@@ -325,11 +326,14 @@ pub fn expected_target_type(canonical: &str) -> Option<&'static str> {
 }
 
 /// Case folding that also catches non-ASCII letters which upper-case to ASCII (`ſ`, `K`).
-pub(crate) fn fold_case(name: &str) -> String {
-    if name.is_ascii() {
-        name.to_ascii_lowercase()
+/// Borrows `name` when it is folded already (lower-case ASCII), as most names on the wire are.
+pub(crate) fn fold_case(name: &str) -> Cow<'_, str> {
+    if !name.is_ascii() {
+        Cow::Owned(name.to_uppercase().to_lowercase())
+    } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
     } else {
-        name.to_uppercase().to_lowercase()
+        Cow::Borrowed(name)
     }
 }
 
@@ -344,6 +348,21 @@ fn uncapitalize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_folding_borrows_folded_names_and_folds_the_rest() {
+        assert!(matches!(
+            fold_case("entermaintenancemode_task"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            fold_case("EnterMaintenanceMode_Task"),
+            "entermaintenancemode_task"
+        );
+        // U+017F LATIN SMALL LETTER LONG S upper-cases to ASCII 'S'; U+212A KELVIN SIGN to 'k'.
+        assert_eq!(fold_case("Sdk\u{17f}"), "sdks");
+        assert_eq!(fold_case("\u{212a}ey"), "key");
+    }
 
     #[test]
     fn defaults_are_guarded_in_canonical_case_only() {

@@ -31,8 +31,8 @@ pub fn classify_rest(path_and_query: &str) -> Result<Option<GuardedCall>, Refusa
         None => (path_and_query, None),
     };
     let segments = decode_path_segments(path)?;
-    let folded: Vec<String> = segments.iter().map(|s| fold_case(s)).collect();
-    let shape: Vec<&str> = folded.iter().map(String::as_str).collect();
+    let folded: Vec<_> = segments.iter().map(|s| fold_case(s)).collect();
+    let shape: Vec<&str> = folded.iter().map(AsRef::as_ref).collect();
     // `what` is the path after the id, with opaque ids (a draft's) as placeholders.
     let (kind, id, what) = match shape.as_slice() {
         [
@@ -92,11 +92,11 @@ pub fn classify_rest(path_and_query: &str) -> Result<Option<GuardedCall>, Refusa
         ..EffectFacts::default()
     };
     if kind == "hosts" {
-        facts.hosts.push(id.clone());
+        facts.hosts.push(id.to_string());
     }
     Ok(Some(GuardedCall {
         method: LIFECYCLE_ACTION.to_owned(),
-        target: MoRef::new(mo_type, id.clone()),
+        target: MoRef::new(mo_type, id.to_string()),
         body: GuardedBody::Effect(facts),
         route: Route::LifecycleRest {
             operation: operation.clone(),

@@ -5,6 +5,8 @@
 //! pass-through path into a guarded call. Percent-encoding is decoded exactly
 //! once; anything that another decoder could read differently is refused.
 
+use std::borrow::Cow;
+
 use super::guarded::fold_case;
 
 /// Why a path was refused. Segment numbers count from 1 (`/sdk` is segment 1).
@@ -128,11 +130,12 @@ pub fn parse_path(path_and_query: &str) -> Result<PathClass, PathError> {
     if rest.is_empty() {
         return Ok(PathClass::Other);
     }
-    let mut segments = Vec::new();
-    for (i, raw) in rest.split('/').enumerate() {
-        segments.push(decode_segment(raw, i + 1)?);
-    }
-    let first = segments.first().map(String::as_str).unwrap_or_default();
+    let segments = rest
+        .split('/')
+        .enumerate()
+        .map(|(i, raw)| decode_segment(raw, i + 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = segments.first().map(Cow::as_ref).unwrap_or_default();
     let prefix = ["sdk", "api", "rest"]
         .into_iter()
         .find(|p| fold_case(first) == *p);
@@ -167,14 +170,14 @@ fn is_sdk_near_miss(first: &str) -> bool {
 }
 
 /// `/eam/sdk` (and anything below it): the ESX Agent Manager's SOAP endpoint.
-fn is_eam_sdk(segments: &[String]) -> bool {
+fn is_eam_sdk(segments: &[Cow<'_, str>]) -> bool {
     match segments {
         [first, second, ..] => fold_case(first) == "eam" && is_sdk_near_miss(second),
         _ => false,
     }
 }
 
-fn sdk_path(segments: &[String], query: Option<&str>) -> Result<PathClass, PathError> {
+fn sdk_path(segments: &[Cow<'_, str>], query: Option<&str>) -> Result<PathClass, PathError> {
     let [_, namespace, release, service @ .., mo_type, mo_id, name] = segments else {
         return Ok(PathClass::SoapEndpoint);
     };
@@ -189,22 +192,22 @@ fn sdk_path(segments: &[String], query: Option<&str>) -> Result<PathClass, PathE
         {
             return Err(PathError::NotAName {
                 index,
-                segment: segment.clone(),
+                segment: segment.to_string(),
             });
         }
     }
     Ok(PathClass::VimJson(VimPath {
-        namespace: namespace.clone(),
-        release: release.clone(),
-        service: service.to_vec(),
-        mo_type: mo_type.clone(),
-        mo_id: mo_id.clone(),
-        name: name.clone(),
+        namespace: namespace.to_string(),
+        release: release.to_string(),
+        service: service.iter().map(ToString::to_string).collect(),
+        mo_type: mo_type.to_string(),
+        mo_id: mo_id.to_string(),
+        name: name.to_string(),
     }))
 }
 
 /// The decoded segments of a path (no query), with the rules of [`parse_path`].
-pub(crate) fn decode_path_segments(path: &str) -> Result<Vec<String>, PathError> {
+pub(crate) fn decode_path_segments(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     rest.split('/')
         .enumerate()
@@ -212,9 +215,11 @@ pub(crate) fn decode_path_segments(path: &str) -> Result<Vec<String>, PathError>
         .collect()
 }
 
-fn decode_segment(raw: &str, index: usize) -> Result<String, PathError> {
+/// Decodes one segment; borrows it when it holds no escapes (then it decodes to itself).
+fn decode_segment(raw: &str, index: usize) -> Result<Cow<'_, str>, PathError> {
     let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    let escaped = bytes.contains(&b'%');
+    let mut out = Vec::with_capacity(if escaped { bytes.len() } else { 0 });
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
@@ -251,11 +256,16 @@ fn decode_segment(raw: &str, index: usize) -> Result<String, PathError> {
                     .unwrap_or(char::REPLACEMENT_CHARACTER);
                 return Err(PathError::RawCharacter { index, ch });
             }
-            _ => out.push(b),
+            _ if escaped => out.push(b),
+            _ => {}
         }
         i += 1;
     }
-    let decoded = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8(index))?;
+    let decoded = if escaped {
+        Cow::Owned(String::from_utf8(out).map_err(|_| PathError::InvalidUtf8(index))?)
+    } else {
+        Cow::Borrowed(raw)
+    };
     if decoded.chars().any(char::is_control) {
         return Err(PathError::ControlCharacter(index));
     }
