@@ -66,7 +66,7 @@ impl Step for Approve {
                 cause: err.to_string(),
             }
         };
-        match self.control.use_approval(&key, &request_id, now).await {
+        match Box::pin(self.control.use_approval(&key, &request_id, now)).await {
             Err(err) => return Err(unavailable(&facts, &err)),
             Ok(Some(approval)) => {
                 let record = json!({
@@ -108,7 +108,7 @@ impl Step for Approve {
             reason: first.and_then(|p| p.reason.clone()),
             summary: summary(call, &hosts),
         };
-        let approval = match self.control.request_approval(new, &request_id, now).await {
+        let approval = match Box::pin(self.control.request_approval(new, &request_id, now)).await {
             Ok(approval) => approval,
             Err(err) => return Err(unavailable(&facts, &err)),
         };

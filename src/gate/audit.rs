@@ -76,12 +76,12 @@ impl Step for Audit {
         let response = match result {
             Ok(response) => response,
             Err(error) => {
-                self.record_refusal(call, &error, bytes_in, started).await;
+                Box::pin(self.record_refusal(call, &error, bytes_in, started)).await;
                 return Err(error);
             }
         };
         let (response, task) = if facts.is_guarded() {
-            task_of(response).await
+            Box::pin(task_of(response)).await
         } else {
             (response, None)
         };
@@ -99,7 +99,7 @@ impl Step for Audit {
         // returns).
         let queued = !facts.is_guarded() && self.log.outcome_write() == OutcomeWrite::Batched;
         let written = if queued || self.log.refuses(true) {
-            self.log.write(AuditEvent::Outcome(outcome)).await
+            Box::pin(self.log.write(AuditEvent::Outcome(outcome))).await
         } else {
             self.log
                 .write_committed(AuditEvent::Outcome(outcome))
@@ -260,7 +260,7 @@ impl Step for WriteAhead {
     ) -> StepResult {
         if facts.decision().is_some() {
             let record = call_record(&self.log, &facts, &RequestFacts::of(&req));
-            if let Err(err) = self.log.write_durable(AuditEvent::Decision(record)).await {
+            if let Err(err) = Box::pin(self.log.write_durable(AuditEvent::Decision(record))).await {
                 tracing::error!(error = %err, "audit log unwritable: refusing the guarded call");
                 return Err(GatewayError::AuditUnavailable);
             }

@@ -128,11 +128,13 @@ async fn classify(
     let (operation, body) = match class {
         PathClass::VimJson(path) => {
             if needs_whole_body(&path.name, guarded) {
-                let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
+                let bytes =
+                    Box::pin(read_whole(&parts.headers, body, limits.guarded_body_max)).await?;
                 let operation = classify_vim_json(path, &parts.method, Some(&bytes), guarded)?;
                 (operation, full(bytes))
             } else if is_long_poll(&path.name) {
-                let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
+                let bytes =
+                    Box::pin(read_whole(&parts.headers, body, limits.guarded_body_max)).await?;
                 let wait = long_poll_wait(&path.name, Protocol::VimJson, &bytes);
                 let operation = classify_vim_json(path, &parts.method, None, guarded)?;
                 facts.set_wait(wait);
@@ -150,7 +152,7 @@ async fn classify(
                 headers: &parts.headers,
                 has_credential,
             };
-            classify_soap_body(soap, body, facts, limits, verdict).await?
+            Box::pin(classify_soap_body(soap, body, facts, limits, verdict)).await?
         }
         PathClass::Rest | PathClass::Other => unreachable_pass_through(),
     };

@@ -91,7 +91,7 @@ impl Step for Identify {
             && let (Some((token, service)), Some(key)) = (&token, key)
         {
             let release = operation.and_then(|op| op.release.as_deref());
-            match lookup_user(&self.forward, token, *service, release).await {
+            match Box::pin(lookup_user(&self.forward, token, *service, release)).await {
                 Ok(found) => {
                     cache.put(key, found.clone());
                     user = found;
@@ -124,7 +124,7 @@ impl Step for Identify {
                 }
                 response
             }
-            SessionEffect::Login => learn_login(cache, operation, response).await?,
+            SessionEffect::Login => Box::pin(learn_login(cache, operation, response)).await?,
         })
     }
 }

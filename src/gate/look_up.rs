@@ -123,7 +123,7 @@ impl Step for LookUp {
         let subject = stored.subject();
         let request = look_up_request(&req, &facts, stored.path(&look_up_release(operation)))
             .map_err(|cause| failed(&subject, cause))?;
-        let answer = ask(&self.forward, request, &subject).await?;
+        let answer = Box::pin(ask(&self.forward, request, &subject)).await?;
         let unusable = |refusal: Refusal| {
             failed(
                 &subject,

@@ -33,6 +33,6 @@ impl Step for OwnApi {
         if !facts.own_api {
             return next.run(req).await;
         }
-        Ok(self.console.answer(req, &facts).await)
+        Ok(Box::pin(self.console.answer(req, &facts)).await)
     }
 }

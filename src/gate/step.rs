@@ -4,6 +4,10 @@
 //!
 //! A step answers with the inner steps' response (`next.run(req).await`), a response of its own,
 //! or a [`GatewayError`] that the rescue step renders as a vim fault.
+//!
+//! Every call's step futures are moved into boxes, so a step boxes the awaits of its rare paths
+//! (reading a guarded body, asking vCenter or the state store, serving the console): their state
+//! would otherwise make every pass-through call's futures kilobytes large, copied on each call.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -136,7 +136,7 @@ impl Step for Ticket {
             headers.remove(&self.header);
             if let Some(call) = facts.operation().and_then(|op| op.guarded.as_ref()) {
                 let mut ticket = self.check(&raw, call, &facts);
-                self.check_change_system(&mut ticket, call, &facts).await;
+                Box::pin(self.check_change_system(&mut ticket, call, &facts)).await;
                 facts.set_ticket(ticket);
             }
         } else if let (Some(claims), Some(call), Some(user)) = (
@@ -145,8 +145,8 @@ impl Step for Ticket {
             facts.caller().and_then(|c| c.user.as_deref()),
         ) {
             // No header: the caller's ticket claim, if one covers this call.
-            if let Some(mut ticket) = claimed(claims, user, call, &facts).await {
-                self.check_change_system(&mut ticket, call, &facts).await;
+            if let Some(mut ticket) = Box::pin(claimed(claims, user, call, &facts)).await {
+                Box::pin(self.check_change_system(&mut ticket, call, &facts)).await;
                 facts.set_ticket(ticket);
             }
         }
