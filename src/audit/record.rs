@@ -404,14 +404,13 @@ impl Prepared {
     ) -> Result<Prepared, AuditError> {
         let mut json = Vec::with_capacity(BODY_CAPACITY);
         serde_json::to_writer(&mut json, body).map_err(|e| AuditError::Encode(e.to_string()))?;
-        let body = json;
-        if !body.starts_with(b"{") {
+        if !json.starts_with(b"{") {
             return Err(AuditError::Encode("record body is not an object".into()));
         }
         Ok(Prepared {
             kind,
             time: format_time(OffsetDateTime::now_utc()),
-            body,
+            body: json,
             severity,
         })
     }

@@ -2,6 +2,7 @@
 //! never trusted), kept in the extensions by tower-http's `SetRequestId` and echoed in the
 //! response by `PropagateRequestId`.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,19 +22,10 @@ impl MakeRequestId for GatewayRequestIds {
         static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 32];
-        hex_u64(*PREFIX, &mut id[..16]);
-        hex_u64(n, &mut id[16..]);
-        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
-    }
-}
-
-/// Writes `value` as 16 lowercase hex digits into `out` (16 bytes).
-fn hex_u64(value: u64, out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, digit) in out.iter_mut().enumerate() {
-        let shift = 60 - 4 * i;
-        *digit = HEX[((value >> shift) & 0xf) as usize];
+        // Sized exactly, so the header value takes the buffer over without another allocation.
+        let mut id = String::with_capacity(32);
+        let _ = write!(id, "{:016x}{n:016x}", *PREFIX);
+        HeaderValue::try_from(id).ok().map(RequestId::new)
     }
 }
 
