@@ -1,7 +1,7 @@
 //! The blocking half of the writer: owns the active file and the chain state of what is on
 //! disk. It renders and chains records, writes and fsyncs them, rotates by size and age,
 //! applies retention, and notices an active file that was renamed, deleted or truncated
-//! under it (checked at every commit), continuing the chain in a new file.
+//! under it (checked at every commit; see [`PathCheck`]), continuing the chain in a new file.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -114,6 +114,21 @@ struct Segment {
     notices: usize,
 }
 
+/// Whether a commit checks the active file's path (a stat(2)) or trusts a recent check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PathCheck {
+    /// Check now: the writer task's batches, durable records, rotation and reopen.
+    Now,
+    /// Trust a check made within [`RECENT_CHECK`]: a record committed on a caller's thread,
+    /// so that under load the stat runs about once a millisecond instead of once a call.
+    Recent,
+}
+
+/// How long a check of the active file's path stands for [`PathCheck::Recent`] commits. Records
+/// written in that window after an `rm` of the active file go with the deleted file, as records
+/// written between any check and its write always could.
+pub(super) const RECENT_CHECK: Duration = Duration::from_millis(1);
+
 /// Device and inode: which file a path or handle is.
 type Ident = (u64, u64);
 
@@ -151,6 +166,8 @@ pub(super) struct Writer {
     since_checkpoint: u64,
     records: u64,
     pub(super) last_checkpoint: Instant,
+    /// When `reconcile` last found the path, inode and length as the writer left them.
+    path_checked: Option<Instant>,
     /// The writer's own records (`reopen`, `retention`) waiting to be written first.
     notices: Vec<Prepared>,
     shared: Arc<Shared>,
@@ -287,6 +304,7 @@ impl Writer {
             since_checkpoint: 0,
             records: 0,
             last_checkpoint: Instant::now(),
+            path_checked: None,
             notices: Vec::new(),
             shared,
         };
@@ -303,9 +321,14 @@ impl Writer {
     /// Writes the specs in order, fsyncing at the end when `sync`; returns one result per
     /// spec. Records before a failure that were already fsynced (a rotation happened in
     /// between) stay written.
-    pub(super) fn commit(&mut self, specs: &[Spec], sync: bool) -> Vec<Result<RecordRef, Failure>> {
+    pub(super) fn commit(
+        &mut self,
+        specs: &[Spec],
+        sync: bool,
+        check: PathCheck,
+    ) -> Vec<Result<RecordRef, Failure>> {
         let mut results: Results = specs.iter().map(|_| None).collect();
-        let outcome = self.commit_inner(specs, sync, &mut results);
+        let outcome = self.commit_inner(specs, sync, check, &mut results);
         let failure = match outcome {
             Ok(()) => None,
             Err(failure) => {
@@ -331,9 +354,12 @@ impl Writer {
         &mut self,
         specs: &[Spec],
         sync: bool,
+        check: PathCheck,
         results: &mut Results,
     ) -> Result<(), Failure> {
-        self.reconcile()?;
+        if check == PathCheck::Now || !self.checked_recently() {
+            self.reconcile()?;
+        }
         let mut seg = Segment {
             buf: Vec::with_capacity(specs.len() * 512),
             staged: Vec::new(),
@@ -409,10 +435,25 @@ impl Writer {
         result
     }
 
+    fn checked_recently(&self) -> bool {
+        self.file.is_some()
+            && !self.dirty_tail
+            && self
+                .path_checked
+                .is_some_and(|at| at.elapsed() < RECENT_CHECK)
+    }
+
     /// Checks the active file before appending: still at the path, same inode, as long as
     /// the writer left it. If it was renamed (logrotate), deleted or truncated, the chain
     /// continues in a new file whose first record (`reopen`) says what happened.
     fn reconcile(&mut self) -> Result<(), Failure> {
+        self.path_checked = None;
+        self.reconcile_path()?;
+        self.path_checked = Some(Instant::now());
+        Ok(())
+    }
+
+    fn reconcile_path(&mut self) -> Result<(), Failure> {
         let name = file_name(&self.path);
         let at_path = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
@@ -789,6 +830,7 @@ impl Writer {
     /// After a failed write or fsync: cut partial bytes off and drop the handle, whose
     /// page-cache state is unknown after an fsync error; the next attempt reopens.
     fn rollback(&mut self) {
+        self.path_checked = None;
         if let Some(file) = self.file.take()
             && self.dirty_tail
             && file

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::AuditError;
-use super::file::{Failure, Spec, Writer};
+use super::file::{Failure, PathCheck, Spec, Writer};
 use super::health::{DropSpan, Health};
 use super::record::{GapBody, Prepared};
 use super::writer::{Ack, Msg, Shared, WriterCell};
@@ -402,7 +402,7 @@ pub(super) async fn run(
                     }
                     let (piece_specs, acks): (Vec<Spec>, Vec<Ack>) = piece.into_iter().unzip();
                     let commit = move |w: &mut Writer| {
-                        let results = w.commit(&piece_specs, must_sync);
+                        let results = w.commit(&piece_specs, must_sync, PathCheck::Now);
                         (piece_specs, results)
                     };
                     let run = || on_writer(&cell, &path, commit);

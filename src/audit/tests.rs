@@ -1376,6 +1376,26 @@ async fn committed_on_the_callers_thread_then_fsynced_within_the_sync_interval()
 }
 
 #[tokio::test]
+async fn committed_records_notice_a_deleted_file_once_the_last_check_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_committed(outcome(1)).await.unwrap();
+    std::fs::remove_file(&cfg.path).unwrap();
+    tokio::time::sleep(super::file::RECENT_CHECK * 5).await;
+    let after = log.write_committed(outcome(2)).await.unwrap();
+    log.close().await;
+    task.wait().await.unwrap();
+    let active = records(std::slice::from_ref(&cfg.path));
+    assert_eq!(active[0]["kind"], "reopen");
+    assert_eq!(active[0]["reason"], "deleted");
+    assert!(
+        active.iter().any(|r| r["seq"] == after.seq),
+        "the record after the stale check went to the new file"
+    );
+}
+
+#[tokio::test]
 async fn a_committed_record_whose_write_fails_is_retried_by_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 
 use super::AuditError;
-use super::file::{Spec, Writer};
+use super::file::{PathCheck, Spec, Writer};
 use super::health::{Health, HealthCell, OnFull};
 use super::outcome_write::OutcomeWrite;
 use super::reader::RotatedName;
@@ -290,7 +290,7 @@ impl AuditLog {
         let shared2 = shared.clone();
         let (mut writer, start) = blocking(move || Writer::resume(&cfg, shared2)).await??;
         let (writer, results) = blocking(move || {
-            let results = writer.commit(&[Spec::Start(start)], true);
+            let results = writer.commit(&[Spec::Start(start)], true, PathCheck::Now);
             (writer, results)
         })
         .await?;
@@ -383,7 +383,7 @@ impl AuditLog {
         }
         let was_synced = !writer.unsynced;
         let specs = [Spec::Event(rec)];
-        let result = writer.commit(&specs, false).pop();
+        let result = writer.commit(&specs, false, PathCheck::Recent).pop();
         drop(guard);
         let [Spec::Event(rec)] = specs else {
             unreachable!("one event spec went in")
@@ -457,7 +457,8 @@ impl AuditLog {
     /// Checks the active file now (SIGUSR1, logrotate's convention): if it was renamed,
     /// deleted or truncated, the chain continues in a new file at the configured path whose
     /// first record says what happened. Returns whether a new file was opened. (The same
-    /// check runs before every write, so records never go to a renamed file for long.)
+    /// check runs before every write, or for outcomes written on the caller's thread at most a
+    /// millisecond after the last one, so records never go to a renamed file for long.)
     pub async fn reopen(&self) -> Result<bool, AuditError> {
         let (ack, done) = oneshot::channel();
         self.send(Msg::Reopen(ack))?;
