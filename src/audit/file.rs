@@ -129,6 +129,27 @@ pub(super) enum PathCheck {
 /// written between any check and its write always could.
 pub(super) const RECENT_CHECK: Duration = Duration::from_millis(1);
 
+/// An fsync of the active file that runs without the writer's lock, so that callers committing
+/// on their own threads meanwhile write instead of queueing behind it.
+pub(super) struct SyncInProgress {
+    file: File,
+    ident: Option<Ident>,
+    file_len: u64,
+}
+
+impl SyncInProgress {
+    /// Fsyncs the file's data (blocking; without the writer's lock).
+    pub(super) fn run(&self, shared: &Shared) -> io::Result<()> {
+        #[cfg(test)]
+        if injected_sync_fault(shared) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        #[cfg(not(test))]
+        let _ = shared;
+        self.file.sync_data()
+    }
+}
+
 /// Device and inode: which file a path or handle is.
 type Ident = (u64, u64);
 
@@ -404,6 +425,48 @@ impl Writer {
         self.flush(&mut seg, sync, results)
     }
 
+    /// Starts an fsync of records written earlier without one, to run while callers go on
+    /// writing (see [`SyncInProgress`]); `None` when every record is fsynced already.
+    pub(super) fn begin_sync(&mut self) -> Result<Option<SyncInProgress>, Failure> {
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let file = match self.file.as_ref().map(File::try_clone) {
+            Some(Ok(file)) => file,
+            // No second handle: fsync here, under the lock, as the writer does for batches.
+            _ => return self.sync().map(|()| None),
+        };
+        Ok(Some(SyncInProgress {
+            file,
+            ident: self.ident,
+            file_len: self.file_len,
+        }))
+    }
+
+    /// Takes the result of an fsync begun with [`Writer::begin_sync`]. Records written while it
+    /// ran may not be covered: the file stays unsynced if any were.
+    pub(super) fn end_sync(
+        &mut self,
+        sync: &SyncInProgress,
+        result: io::Result<()>,
+    ) -> Result<(), Failure> {
+        match result {
+            Ok(()) => {
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                if self.ident == sync.ident && self.file_len == sync.file_len {
+                    self.unsynced = false;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                self.rollback();
+                self.unsynced = false;
+                Err(Failure::new(format!("fsync {}", file_name(&self.path)), e))
+            }
+        }
+    }
+
     /// Fsyncs records written earlier without one.
     pub(super) fn sync(&mut self) -> Result<(), Failure> {
         if !self.unsynced {
@@ -411,7 +474,7 @@ impl Writer {
         }
         let op = || format!("fsync {}", file_name(&self.path));
         #[cfg(test)]
-        let injected = take_fault(&self.shared.faults.fail_sync);
+        let injected = injected_sync_fault(&self.shared);
         #[cfg(not(test))]
         let injected = false;
         let result = match self.file.as_ref() {
@@ -922,6 +985,14 @@ fn first_record(path: &Path) -> Result<(u64, SystemTime), AuditError> {
             source,
         }),
     }
+}
+
+/// Delays an fsync as the tests ask; whether it is to fail.
+#[cfg(test)]
+fn injected_sync_fault(shared: &Shared) -> bool {
+    let slow = shared.faults.slow_sync_ms.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(slow));
+    take_fault(&shared.faults.fail_sync)
 }
 
 #[cfg(test)]

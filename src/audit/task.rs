@@ -80,6 +80,19 @@ fn on_writer<T>(cell: &WriterCell, path: &Path, work: impl FnOnce(&mut Writer) -
     }
 }
 
+/// Fsyncs records written earlier without one, holding the writer only to start and to finish:
+/// callers committing on their own threads go on writing while the disk works. `None` when the
+/// writer panicked.
+fn sync_unlocked(cell: &WriterCell, path: &Path, shared: &Shared) -> Option<Result<(), Failure>> {
+    let sync = match on_writer(cell, path, Writer::begin_sync)? {
+        Ok(Some(sync)) => sync,
+        Ok(None) => return Some(Ok(())),
+        Err(failure) => return Some(Err(failure)),
+    };
+    let result = sync.run(shared);
+    on_writer(cell, path, |w| w.end_sync(&sync, result))
+}
+
 /// Runs `work`, which fsyncs, telling callers meanwhile to queue rather than wait for the writer.
 fn syncing<T>(shared: &Shared, work: impl FnOnce() -> T) -> T {
     shared.syncing.store(true, Ordering::Release);
@@ -372,11 +385,11 @@ pub(super) async fn run(
             let mut sync_failed = false;
             if specs.is_empty() {
                 if must_sync {
-                    let Some(result) =
-                        syncing(&st.shared, || on_writer(&cell, &path, Writer::sync))
-                    else {
+                    let Some(result) = sync_unlocked(&cell, &path, &st.shared) else {
                         return;
                     };
+                    // Records written while the fsync ran are due one interval from now.
+                    sync_due = None;
                     if let Err(f) = result {
                         st.failed(&f);
                         failure = Some((0, f));

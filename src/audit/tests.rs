@@ -1396,6 +1396,60 @@ async fn committed_records_notice_a_deleted_file_once_the_last_check_is_stale() 
 }
 
 #[tokio::test]
+async fn callers_commit_while_the_periodic_fsync_runs() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.sync_every = Duration::from_millis(50);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.faults().slow_sync_ms.store(1500, SeqCst);
+    let fsyncs = log.commits();
+    log.write_committed(outcome(1)).await.unwrap();
+    // The fsync due 50 ms after that record is under way for the next 1.5 s.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let during = log.write_committed(outcome(2)).await.unwrap();
+    assert_eq!(
+        log.commits(),
+        fsyncs,
+        "the record was written while the fsync still ran"
+    );
+    assert_eq!(set_records(&cfg).last().unwrap()["seq"], during.seq);
+    log.faults().slow_sync_ms.store(0, SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while log.commits() < fsyncs + 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the record written during the fsync gets one of its own");
+    close_and_verify(log, task, &cfg).await;
+}
+
+#[tokio::test]
+async fn a_failed_periodic_fsync_is_reported_and_recovered_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.sync_every = Duration::from_millis(50);
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.faults()
+        .fail_sync
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    log.write_committed(outcome(1)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while log.health().is_healthy() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the periodic fsync ran and failed");
+    assert_eq!(log.failures(), 1);
+    wait_healthy(&log).await;
+    log.write_committed(outcome(2)).await.unwrap();
+    let recs = close_and_verify(log, task, &cfg).await;
+    assert_eq!(request_ids(&recs), ["req-1", "req-2"]);
+}
+
+#[tokio::test]
 async fn a_committed_record_whose_write_fails_is_retried_by_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());

@@ -165,6 +165,8 @@ pub(super) struct Faults {
     pub(super) fail_write: std::sync::atomic::AtomicU32,
     /// Fail the next N fsyncs (after the bytes were written).
     pub(super) fail_sync: std::sync::atomic::AtomicU32,
+    /// Make each fsync of records written earlier take this many ms more.
+    pub(super) slow_sync_ms: std::sync::atomic::AtomicU64,
 }
 
 /// What every handle and the writer task share.
@@ -334,8 +336,8 @@ impl AuditLog {
 
     /// Writes a record and returns once it has been handed to the OS with write(2) (no
     /// fsync): it survives a crash of the gateway, not of the machine. Usually the caller
-    /// writes on its own thread, with no hand-off to the writer thread and back; while the
-    /// writer task fsyncs, the record joins its next batch, which never lingers for a
+    /// writes on its own thread, with no hand-off to the writer thread and back, also while the
+    /// periodic fsync runs; while the writer task fsyncs a batch, the record joins its next batch, which never lingers for a
     /// waiting caller. While the log is failing it returns [`AuditError::Unavailable`] at
     /// once, except when a retry is due.
     pub async fn write_committed(&self, event: AuditEvent) -> Result<RecordRef, AuditError> {
@@ -351,7 +353,7 @@ impl AuditLog {
         done.await.map_err(|_| AuditError::Closed)?
     }
 
-    /// Writes `rec` on the caller's thread if the log is healthy and not being fsynced, no queued
+    /// Writes `rec` on the caller's thread if the log is healthy and no batch is being fsynced, no queued
     /// record waits (records keep their order) and no rotation is due. Gives the record back
     /// for the writer task otherwise, and when the write failed (the task retries it, and
     /// backs off and reports if the disk keeps failing).
