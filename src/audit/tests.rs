@@ -526,6 +526,16 @@ async fn wait_healthy(log: &AuditLog) {
     panic!("the audit log did not recover: {}", log.health());
 }
 
+/// Waits until `done` holds, checking every millisecond; fails after 10 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let polled = tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    assert!(polled.await.is_ok(), "not within 10 s: {what}");
+}
+
 /// Closes the log, checks that its files verify, and returns their records.
 async fn close_and_verify(log: AuditLog, task: AuditTask, cfg: &AuditConfig) -> Vec<Value> {
     log.close().await;
@@ -1415,13 +1425,11 @@ async fn callers_commit_while_the_periodic_fsync_runs() {
     );
     assert_eq!(set_records(&cfg).last().unwrap()["seq"], during.seq);
     log.faults().slow_sync_ms.store(0, SeqCst);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while log.commits() < fsyncs + 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the record written during the fsync gets one of its own");
+    eventually(
+        "the record written during the fsync gets one of its own",
+        || log.commits() >= fsyncs + 2,
+    )
+    .await;
     close_and_verify(log, task, &cfg).await;
 }
 
@@ -1435,13 +1443,10 @@ async fn a_failed_periodic_fsync_is_reported_and_recovered_from() {
         .fail_sync
         .store(1, std::sync::atomic::Ordering::SeqCst);
     log.write_committed(outcome(1)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while log.health().is_healthy() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    eventually("the periodic fsync ran and failed", || {
+        !log.health().is_healthy()
     })
-    .await
-    .expect("the periodic fsync ran and failed");
+    .await;
     assert_eq!(log.failures(), 1);
     wait_healthy(&log).await;
     log.write_committed(outcome(2)).await.unwrap();
