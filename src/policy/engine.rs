@@ -10,6 +10,7 @@ use cedar_policy::{
     Request,
 };
 
+use super::context::fast_context;
 use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
 use super::index::{ActionSlice, EntityTypes, entity};
@@ -191,6 +192,18 @@ impl PolicySet {
         self.decide(request, &whole, false)
     }
 
+    /// `context` as Cedar's schema-directed JSON parser reads it for `action`: the reference
+    /// the fast context path is tested against.
+    #[cfg(test)]
+    pub(crate) fn context_parsed_by_cedar(
+        &self,
+        action: &str,
+        context: &serde_json::Value,
+    ) -> Option<Context> {
+        let slice = self.slices.get(action)?;
+        Context::from_json_value(context.clone(), Some((&self.schema, &slice.action))).ok()
+    }
+
     /// The deny for an action that is not a declared method.
     fn not_a_method(&self, action_name: &str) -> Decision {
         let message = if self.groups.contains(action_name) {
@@ -318,17 +331,26 @@ impl PolicySet {
             }
         };
 
-        let context =
-            Context::from_json_value(request.context.clone(), Some((&self.schema, action)))
-                .map_err(|e| vec![format!("request context: {}", diagnostic_text(&e))])?;
-        let cedar_request = Request::new(
-            principal_uid.clone(),
-            action.clone(),
-            resource_uid.clone(),
-            context,
-            Some(&self.schema),
-        )
-        .map_err(|e| vec![format!("request: {}", diagnostic_text(&e))])?;
+        let new_request = |context| {
+            Request::new(
+                principal_uid.clone(),
+                action.clone(),
+                resource_uid.clone(),
+                context,
+                Some(&self.schema),
+            )
+            .map_err(|e| vec![format!("request: {}", diagnostic_text(&e))])
+        };
+        let fast = fast_context(&request.context).and_then(|context| new_request(context).ok());
+        let cedar_request = match fast {
+            Some(cedar_request) => cedar_request,
+            None => {
+                let context =
+                    Context::from_json_value(request.context.clone(), Some((&self.schema, action)))
+                        .map_err(|e| vec![format!("request context: {}", diagnostic_text(&e))])?;
+                new_request(context)?
+            }
+        };
 
         let mut additions = Vec::new();
         if let Principal::User { groups, .. } = &request.principal {

@@ -139,6 +139,23 @@ fn contexts(action: &str) -> Vec<serde_json::Value> {
     out
 }
 
+#[test]
+fn the_fast_context_equals_what_cedars_json_parser_reads() {
+    let dir = shipped_with(&[]);
+    let set = PolicySet::load(dir.path()).expect("shipped policies load");
+    let mut compared = 0;
+    for action in set.guarded_actions() {
+        for context in contexts(&action) {
+            if let Some(parsed) = set.context_parsed_by_cedar(&action, &context) {
+                let fast = super::context::fast_context(&context);
+                assert_eq!(fast, Some(parsed), "{action}: {context}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 50, "only {compared} contexts compared");
+}
+
 /// Compares the indexed and the whole-set decision on every request of the table (every
 /// `stride`-th one); returns how many were compared and how many of each outcome were seen.
 fn assert_equivalent(set: &PolicySet, stride: usize) -> (usize, usize, usize, usize) {

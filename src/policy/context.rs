@@ -1,0 +1,49 @@
+//! The request context as Cedar values, built from the gateway's JSON without Cedar's JSON
+//! parser, whose schema-directed pass tries each value form in turn and builds and drops an
+//! error for every miss: most of a decision's time before this path existed (BENCHMARKS.md).
+
+use cedar_policy::{Context, RestrictedExpression};
+use serde_json::Value;
+
+/// The context field the schema types as `ipaddr`; every other field is a plain value.
+const CLIENT_IP: &str = "client_ip";
+
+/// `context` as Cedar values: strings, longs, booleans, records and sets as they are, and
+/// `client_ip` as an `ip` value. `None` when it holds anything else (null, a fraction, a
+/// malformed address); the caller then falls back to Cedar's schema-directed parser, and the
+/// schema check of the request decides either way.
+pub(super) fn fast_context(context: &Value) -> Option<Context> {
+    let Value::Object(fields) = context else {
+        return None;
+    };
+    let pairs = fields
+        .iter()
+        .map(|(name, value)| {
+            let value = match (name.as_str(), value) {
+                (CLIENT_IP, Value::String(address)) => RestrictedExpression::new_ip(address),
+                _ => restricted(value)?,
+            };
+            Some((name.clone(), value))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Context::from_pairs(pairs).ok()
+}
+
+fn restricted(value: &Value) -> Option<RestrictedExpression> {
+    Some(match value {
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => RestrictedExpression::new_long(n.as_i64()?),
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => {
+            RestrictedExpression::new_set(items.iter().map(restricted).collect::<Option<Vec<_>>>()?)
+        }
+        Value::Object(fields) => RestrictedExpression::new_record(
+            fields
+                .iter()
+                .map(|(name, value)| Some((name.clone(), restricted(value)?)))
+                .collect::<Option<Vec<_>>>()?,
+        )
+        .ok()?,
+        Value::Null => return None,
+    })
+}
