@@ -140,14 +140,19 @@ pub(super) struct SyncInProgress {
 impl SyncInProgress {
     /// Fsyncs the file's data (blocking; without the writer's lock).
     pub(super) fn run(&self, shared: &Shared) -> io::Result<()> {
-        #[cfg(test)]
-        if injected_sync_fault(shared) {
-            return Err(io::Error::other("injected fsync failure"));
-        }
-        #[cfg(not(test))]
-        let _ = shared;
-        self.file.sync_data()
+        sync_data(&self.file, shared)
     }
+}
+
+/// `file.sync_data()`, delayed or failed as the tests ask.
+fn sync_data(file: &File, shared: &Shared) -> io::Result<()> {
+    #[cfg(test)]
+    if injected_sync_fault(shared) {
+        return Err(io::Error::other("injected fsync failure"));
+    }
+    #[cfg(not(test))]
+    let _ = shared;
+    file.sync_data()
 }
 
 /// Device and inode: which file a path or handle is.
@@ -450,12 +455,37 @@ impl Writer {
         sync: &SyncInProgress,
         result: io::Result<()>,
     ) -> Result<(), Failure> {
+        let covered = self.ident == sync.ident && self.file_len == sync.file_len;
+        let done = self.sync_done(result);
+        if done.is_ok() && covered {
+            self.unsynced = false;
+        }
+        done
+    }
+
+    /// Fsyncs records written earlier without one.
+    pub(super) fn sync(&mut self) -> Result<(), Failure> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let result = match self.file.as_ref() {
+            Some(file) => sync_data(file, &self.shared),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the file is not open",
+            )),
+        };
+        let done = self.sync_done(result);
+        self.unsynced = false;
+        done
+    }
+
+    /// Counts an fsync's result; after a failure the handle is dropped (its page-cache state
+    /// is unknown) and the failure reported.
+    fn sync_done(&mut self, result: io::Result<()>) -> Result<(), Failure> {
         match result {
             Ok(()) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                if self.ident == sync.ident && self.file_len == sync.file_len {
-                    self.unsynced = false;
-                }
                 Ok(())
             }
             Err(e) => {
@@ -465,37 +495,6 @@ impl Writer {
                 Err(Failure::new(format!("fsync {}", file_name(&self.path)), e))
             }
         }
-    }
-
-    /// Fsyncs records written earlier without one.
-    pub(super) fn sync(&mut self) -> Result<(), Failure> {
-        if !self.unsynced {
-            return Ok(());
-        }
-        let op = || format!("fsync {}", file_name(&self.path));
-        #[cfg(test)]
-        let injected = injected_sync_fault(&self.shared);
-        #[cfg(not(test))]
-        let injected = false;
-        let result = match self.file.as_ref() {
-            Some(_) if injected => Err(Failure::new(
-                op(),
-                io::Error::other("injected fsync failure"),
-            )),
-            Some(file) => file.sync_data().map_err(|e| Failure::new(op(), e)),
-            None => Err(Failure::new(
-                op(),
-                io::Error::new(io::ErrorKind::NotFound, "the file is not open"),
-            )),
-        };
-        if result.is_ok() {
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            self.rollback();
-        }
-        self.unsynced = false;
-        result
     }
 
     fn checked_recently(&self) -> bool {
@@ -761,10 +760,11 @@ impl Writer {
         sync: bool,
         results: &mut Results,
     ) -> Result<(), Failure> {
-        let name = file_name(&self.path);
+        // Named only when something fails: a flush runs once per call.
+        let name = || file_name(&self.path);
         let file = self.file.as_mut().ok_or_else(|| {
             Failure::new(
-                format!("write to {name}"),
+                format!("write to {}", name()),
                 io::Error::new(io::ErrorKind::NotFound, "the file is not open"),
             )
         })?;
@@ -774,22 +774,15 @@ impl Writer {
             if take_fault(&self.shared.faults.fail_write) {
                 let _ = file.write_all(&seg.buf[..seg.buf.len() / 2]);
                 return Err(Failure::new(
-                    format!("write to {name}"),
+                    format!("write to {}", name()),
                     io::Error::other("injected write failure"),
                 ));
             }
             file.write_all(&seg.buf)
-                .map_err(|e| Failure::new(format!("write to {name}"), e))?;
+                .map_err(|e| Failure::new(format!("write to {}", name()), e))?;
             if sync {
-                #[cfg(test)]
-                if take_fault(&self.shared.faults.fail_sync) {
-                    return Err(Failure::new(
-                        format!("fsync {name}"),
-                        io::Error::other("injected fsync failure"),
-                    ));
-                }
-                file.sync_data()
-                    .map_err(|e| Failure::new(format!("fsync {name}"), e))?;
+                sync_data(file, &self.shared)
+                    .map_err(|e| Failure::new(format!("fsync {}", name()), e))?;
                 self.unsynced = false;
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
             } else {
