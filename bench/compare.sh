@@ -17,6 +17,8 @@
 #                        the script's flags (listen, cert, upstream, audit file) win over it
 #   QUIET_WAIT [120]     seconds to wait before each run for other processes to go quiet
 #                        (the "foreign CPU" column says how much they used during each run)
+#   FLOOR [0]            1: also measure examples/floor_proxy.rs, the gateway's stack (rustls,
+#                        hyper, hyper-util's pool, a runtime per core) without the gateway's work
 # Default run: 3 levels x 3 rounds x 3 targets x 10 s + set-up, about 5 minutes.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -28,6 +30,7 @@ WARMUP=${WARMUP:-2}
 PAIRS=${PAIRS:-200}
 base_port=${BASE_PORT:-28000}
 sim_port=$base_port gw_port=$((base_port + 1)) admin_port=$((base_port + 2)) ngx_port=$((base_port + 3))
+floor_port=$((base_port + 4))
 workers=$(nproc)
 
 need_tools nginx:nginx wrk:wrk curl:curl openssl:openssl
@@ -43,8 +46,18 @@ declare -A url=(
   [direct]="http://127.0.0.1:$sim_port"
   [vcguard]="https://127.0.0.1:$gw_port"
   [nginx]="https://127.0.0.1:$ngx_port"
+  [floor]="https://127.0.0.1:$floor_port"
 )
 targets=(direct vcguard nginx)
+if [[ ${FLOOR:-0} == 1 ]]; then
+  (cd "$repo" && cargo build --release --quiet --example floor_proxy) || die "floor_proxy build failed"
+  "$repo/target/release/examples/floor_proxy" "127.0.0.1:$floor_port" "$work/gw.pem" "$work/gw.key" \
+    "http://127.0.0.1:$sim_port" >>"$work/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  pids+=("$FLOOR_PID")
+  wait_port "$floor_port" "$FLOOR_PID"
+  targets+=(floor)
+fi
 
 # One session, opened through the gateway (so it has seen the Login), used on every target:
 # all three reach the same simulator.
@@ -74,9 +87,10 @@ for c in $LEVELS; do
       t=${targets[$(((i + r) % ${#targets[@]}))]}
       out=$work/wrk-$t-c$c-r$r.txt
       wait_quiet
-      ours=("$SIM_PID" "$GW_PID" "$ngx_pid" $(pgrep -P "$ngx_pid" || true))
+      ours=("$SIM_PID" "$GW_PID" "$ngx_pid" $(pgrep -P "$ngx_pid" || true) ${FLOOR_PID:-})
       case $t in
         vcguard) proxy=("$GW_PID") ;;
+        floor) proxy=("$FLOOR_PID") ;;
         nginx) proxy=("$ngx_pid" $(pgrep -P "$ngx_pid" || true)) ;;
         *) proxy=() ;;
       esac
@@ -116,6 +130,15 @@ for c in $LEVELS; do
     "$(echo "$g / $n" | bc -l)" "$(echo "$g99 / $n99" | bc -l)" "$(echo "$g / $d" | bc -l)" \
     "$(echo "$g50 - $d50" | bc -l)" "$(echo "$g50 - $n50" | bc -l)"
 done
+if [[ -n ${FLOOR_PID:-} ]]; then
+  echo
+  printf '%-6s %16s %16s %24s\n' conns 'rps floor/nginx' 'rps vcg/floor' 'proxy CPU vcg-floor us/req'
+  for c in $LEVELS; do
+    printf '%-6s %16.3f %16.3f %24.0f\n' "$c" "$(echo "$(med floor "$c" 4) / $(med nginx "$c" 4)" | bc -l)" \
+      "$(echo "$(med vcguard "$c" 4) / $(med floor "$c" 4)" | bc -l)" \
+      "$(echo "$(med vcguard "$c" 11) - $(med floor "$c" 11)" | bc -l)"
+  done
+fi
 errs=$(awk '{s += $7 + $8} END {print s + 0}' "$results")
 total=$(awk '{s += $9} END {print s + 0}' "$results")
 echo "requests measured: $total; non-2xx or socket errors: $errs"

@@ -3,7 +3,9 @@
 //! action groups and every action; see `src/policy/synthetic.rs`).
 //!
 //! Bench ids: `decide/<policy count>/<method>`; `decide/<count>/unknown-user` is a user that
-//! `entities.json` does not know, with a group from the identity step.
+//! `entities.json` does not know, with a group from the identity step (its entity store is kept
+//! after the first decision); `decide/<count>/new-user` is a different unknown user each time
+//! (a store is built for every decision).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -112,10 +114,24 @@ fn decide(c: &mut Criterion) {
             name: "VSPHERE.LOCAL\\someone-else".to_string(),
             groups: vec!["platform-team".to_string()],
         };
-        let request = request("RebootHost_Task", stranger);
-        assert!(set.evaluate(&request).allowed);
+        let unknown = request("RebootHost_Task", stranger);
+        assert!(set.evaluate(&unknown).allowed);
         group.bench_function(format!("{total}/unknown-user"), |b| {
-            b.iter(|| black_box(set.evaluate(black_box(&request))))
+            b.iter(|| black_box(set.evaluate(black_box(&unknown))))
+        });
+        // More users than a policy set keeps stores for: every decision builds one.
+        let newcomers: Vec<PolicyRequest> = (0..1000)
+            .map(|i| {
+                let user = Principal::User {
+                    name: format!("VSPHERE.LOCAL\\newcomer-{i}"),
+                    groups: vec!["platform-team".to_string()],
+                };
+                request("RebootHost_Task", user)
+            })
+            .collect();
+        let mut next = newcomers.iter().cycle();
+        group.bench_function(format!("{total}/new-user"), |b| {
+            b.iter(|| black_box(set.evaluate(black_box(next.next().expect("cycle")))))
         });
     }
     group.finish();

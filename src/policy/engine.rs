@@ -1,20 +1,19 @@
 //! The loaded, immutable policy set and the decision on one request.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy as cedar;
 use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Request,
+    AuthorizationError, Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, Request,
 };
 
-use super::context::fast_context;
+use super::context::{IpValues, fast_context};
 use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
 use super::index::{ActionSlice, EntityTypes, entity};
 use super::request::{PolicyRequest, Principal};
+use super::request_entities::{PrincipalStores, RequestEntities, with_bare_resource, with_user};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
 
 /// Where a policy came from, for messages.
@@ -56,6 +55,10 @@ pub struct PolicySet {
     pub(crate) slices: HashMap<String, ActionSlice>,
     /// Entity type names parsed at load.
     pub(crate) types: EntityTypes,
+    /// The entity stores of recently seen principals `entities` does not fully describe.
+    pub(crate) principal_stores: PrincipalStores,
+    /// The `ip` values of recently seen client addresses.
+    pub(crate) ip_values: IpValues,
 }
 
 impl PolicySet {
@@ -316,7 +319,7 @@ impl PolicySet {
         &self,
         request: &PolicyRequest,
         action: &EntityUid,
-    ) -> Result<(Request, Cow<'_, Entities>), Vec<String>> {
+    ) -> Result<(Request, RequestEntities<'_>), Vec<String>> {
         let principal_uid = match &request.principal {
             Principal::User { name, .. } => entity(&self.types.user, name),
             Principal::Unauthenticated => entity(&self.types.unauthenticated, UNAUTHENTICATED_ID),
@@ -341,7 +344,8 @@ impl PolicySet {
             )
             .map_err(|e| vec![format!("request: {}", diagnostic_text(&e))])
         };
-        let fast = fast_context(&request.context).and_then(|context| new_request(context).ok());
+        let fast = fast_context(&request.context, &self.ip_values)
+            .and_then(|context| new_request(context).ok());
         let cedar_request = match fast {
             Some(cedar_request) => cedar_request,
             None => {
@@ -352,45 +356,27 @@ impl PolicySet {
             }
         };
 
-        let mut additions = Vec::new();
-        if let Principal::User { groups, .. } = &request.principal {
-            let group_uids: Vec<EntityUid> = groups
-                .iter()
-                .map(|g| entity(&self.types.group, g))
-                .collect();
+        let mut entities = RequestEntities::Loaded(&self.entities);
+        if let Principal::User { name, groups } = &request.principal {
             let known = self.entities.get(&principal_uid).is_some()
-                && group_uids
-                    .iter()
-                    .all(|g| self.entities.is_ancestor_of(g, &principal_uid));
+                && groups.iter().all(|g| {
+                    self.entities
+                        .is_ancestor_of(&entity(&self.types.group, g), &principal_uid)
+                });
             if !known {
-                // Keep what entities.json says about the user (attributes, parents) and add
-                // the groups the identity step found.
-                let (attrs, mut parents) = match self.entities.get(&principal_uid) {
-                    Some(existing) => {
-                        let (_, attrs, parents) = existing.clone().into_inner();
-                        (attrs, parents)
-                    }
-                    None => (HashMap::new(), HashSet::new()),
-                };
-                parents.extend(group_uids);
-                let user = Entity::new(principal_uid, attrs, parents)
-                    .map_err(|e| vec![format!("request principal: {}", diagnostic_text(&e))])?;
-                additions.push(user);
+                let kept = self.principal_stores.get_or_build(name, groups, || {
+                    let groups = groups.iter().map(|g| entity(&self.types.group, g));
+                    with_user(&self.entities, &self.schema, &principal_uid, groups)
+                })?;
+                entities = RequestEntities::Kept(kept);
             }
         }
-        if self.entities.get(&resource_uid).is_none() {
-            additions.push(Entity::new_no_attrs(resource_uid, HashSet::new()));
+        if self.entities.get(&resource_uid).is_none()
+            && !self.types.resource_may_be_missing(resource_type)
+        {
+            let own = with_bare_resource(&entities, &self.schema, &resource_uid)?;
+            entities = RequestEntities::Own(own);
         }
-        let entities = if additions.is_empty() {
-            Cow::Borrowed(&self.entities)
-        } else {
-            let entities = self
-                .entities
-                .clone()
-                .upsert_entities(additions, Some(&self.schema))
-                .map_err(|e| vec![format!("request entities: {}", diagnostic_text(&e))])?;
-            Cow::Owned(entities)
-        };
         Ok((cedar_request, entities))
     }
 

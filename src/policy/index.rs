@@ -15,6 +15,7 @@ use std::str::FromStr;
 use cedar_policy as cedar;
 use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid};
 
+use super::request_entities::bare_entity_conforms;
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
 
 /// The policies that can apply to one guarded method.
@@ -44,7 +45,7 @@ pub(crate) fn build(
     for slice in slices.values_mut() {
         slice.approvable = without_approval(&slice.enforced, approval_ids)?;
     }
-    let types = EntityTypes::new(resource_types)?;
+    let types = EntityTypes::new(schema, resource_types)?;
     Ok((slices, types))
 }
 
@@ -144,11 +145,15 @@ pub(crate) struct EntityTypes {
     pub(crate) unauthenticated: EntityTypeName,
     /// Resource types by basename, including `ManagedObject`.
     resources: HashMap<String, EntityTypeName>,
+    /// The resource type basenames without required attributes (see `request_entities`).
+    bare_resources: HashSet<String>,
 }
 
 impl EntityTypes {
-    /// Parses the fixed names and one per resource type basename.
+    /// Parses the fixed names and one per resource type basename, and notes which resource
+    /// types an entity without attributes conforms to in `schema`.
     pub(crate) fn new<'a>(
+        schema: &cedar::Schema,
         resource_types: impl IntoIterator<Item = &'a String>,
     ) -> Result<Self, String> {
         let mut resources = HashMap::new();
@@ -159,12 +164,23 @@ impl EntityTypes {
         {
             resources.insert(basename.to_string(), type_name(basename)?);
         }
+        let bare_resources = resources
+            .iter()
+            .filter(|(_, ty)| bare_entity_conforms(schema, ty))
+            .map(|(basename, _)| basename.clone())
+            .collect();
         Ok(Self {
             user: type_name("User")?,
             group: type_name("Group")?,
             unauthenticated: type_name("Unauthenticated")?,
             resources,
+            bare_resources,
         })
+    }
+
+    /// Whether an unknown resource of this basename may be left out of a decision's store.
+    pub(crate) fn resource_may_be_missing(&self, basename: &str) -> bool {
+        self.bare_resources.contains(basename)
     }
 
     /// The parsed name of a resource type basename (as `PolicySet::resource_type_name`

@@ -147,7 +147,7 @@ fn the_fast_context_equals_what_cedars_json_parser_reads() {
     for action in set.guarded_actions() {
         for context in contexts(&action) {
             if let Some(parsed) = set.context_parsed_by_cedar(&action, &context) {
-                let fast = super::context::fast_context(&context);
+                let fast = super::context::fast_context(&context, &set.ip_values);
                 assert_eq!(fast, Some(parsed), "{action}: {context}");
                 compared += 1;
             }

@@ -204,6 +204,8 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         authorizer: Authorizer::new(),
         slices,
         types,
+        principal_stores: Default::default(),
+        ip_values: Default::default(),
     })
 }
 

@@ -15,6 +15,7 @@ mod index;
 mod index_tests;
 mod load;
 mod request;
+mod request_entities;
 mod store;
 #[cfg(test)]
 mod synthetic;

@@ -533,6 +533,117 @@ fn user_attributes_from_entities_are_kept_when_groups_are_added() {
     );
 }
 
+#[test]
+fn an_unknown_principals_store_is_kept_and_decides_as_a_fresh_one() {
+    let tmp = shipped_copy();
+    fs::write(
+        tmp.path().join("team.cedar"),
+        "@id(\"night-shift-no-lockdown\")\nforbid (principal in VSphere::Group::\"night-shift\", action == VSphere::Action::\"ChangeLockdownMode\", resource);\n",
+    )
+    .expect("write");
+    let set = load_ok(tmp.path());
+    let as_user = |name: &str, groups: &[&str]| PolicyRequest {
+        principal: Principal::User {
+            name: name.to_string(),
+            groups: groups.iter().map(ToString::to_string).collect(),
+        },
+        ..lockdown("lockdownNormal")
+    };
+    let night = as_user("CORP\\eve", &["platform-team", "night-shift"]);
+    let day = as_user("CORP\\eve", &["platform-team"]);
+    for _ in 0..2 {
+        let d = set.evaluate(&night);
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(ids(&d.determining), ["night-shift-no-lockdown"]);
+        // The same user with other groups is another principal: not the kept store.
+        assert!(set.evaluate(&day).allowed);
+    }
+    assert_eq!(set.principal_stores.len(), 2);
+    // A known user in a group entities.json does not list is added too, with its groups.
+    let admin_at_night = as_user("VSPHERE.LOCAL\\Administrator", &["night-shift"]);
+    assert!(!set.evaluate(&admin_at_night).allowed);
+    assert!(set.evaluate(&lockdown("lockdownNormal")).allowed);
+    assert_eq!(set.principal_stores.len(), 3);
+
+    // The kept stores are bounded, and a store made anew decides the same.
+    for i in 0..request_entities::KEPT_PRINCIPALS * 2 {
+        let d = set.evaluate(&as_user(&format!("CORP\\user-{i}"), &["platform-team"]));
+        assert!(d.allowed, "{d:?}");
+    }
+    assert_eq!(
+        set.principal_stores.len(),
+        request_entities::KEPT_PRINCIPALS
+    );
+    let d = set.evaluate(&night);
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(ids(&d.determining), ["night-shift-no-lockdown"]);
+}
+
+#[test]
+fn an_unknown_resource_is_evaluated_as_one_without_attributes_or_parents() {
+    let tmp = shipped_copy();
+    fs::write(
+        tmp.path().join("named.cedar"),
+        "@id(\"named-hosts-only\")\nforbid (principal, action == VSphere::Action::\"RebootHost_Task\", resource is VSphere::HostSystem)\nunless { resource has name && resource.name like \"esx-*\" };\n\
+         @id(\"no-shutdown-of-esx-21\")\nforbid (principal, action == VSphere::Action::\"ShutdownHost_Task\", resource is VSphere::HostSystem)\nwhen { resource has name && resource.name == \"esx-21.example.test\" };\n",
+    )
+    .expect("write");
+    let set = load_ok(tmp.path());
+    let call = |action: &str, host: &str| PolicyRequest {
+        principal: admin(),
+        action: action.to_string(),
+        resource: Resource::new("HostSystem", host),
+        context: base_context(),
+    };
+    assert!(set.evaluate(&call("RebootHost_Task", "host-22")).allowed);
+    // `has` is false for an unknown host: the forbid applies, without an error.
+    let d = set.evaluate(&call("RebootHost_Task", "host-99"));
+    assert!(!d.allowed);
+    assert_eq!(ids(&d.determining), ["named-hosts-only"]);
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    // The attribute of a known host decides; an unknown host has none, and no error.
+    let d = set.evaluate(&call("ShutdownHost_Task", "host-21"));
+    assert_eq!(ids(&d.determining), ["no-shutdown-of-esx-21"]);
+    let d = set.evaluate(&call("ShutdownHost_Task", "host-99"));
+    assert!(d.allowed && d.errors.is_empty(), "{d:?}");
+
+    // An unknown host is in no cluster.
+    fs::remove_file(tmp.path().join("baseline-permit.cedar")).expect("remove");
+    fs::write(
+        tmp.path().join("named.cedar"),
+        "@id(\"cluster-only\")\npermit (principal, action, resource in VSphere::Cluster::\"domain-c7\");\n",
+    )
+    .expect("write");
+    let set = load_ok(tmp.path());
+    assert!(set.evaluate(&call("RebootHost_Task", "host-22")).allowed);
+    let d = set.evaluate(&call("RebootHost_Task", "host-99"));
+    assert!(!d.allowed);
+    assert!(d.no_permit() && d.errors.is_empty(), "{d:?}");
+}
+
+#[test]
+fn an_unknown_resource_of_a_type_with_required_attributes_fails_closed() {
+    let tmp = shipped_copy();
+    let schema = fs::read_to_string(tmp.path().join(SCHEMA_FILE)).expect("read");
+    let schema = schema.replace("name?: String,", "name: String,");
+    fs::write(tmp.path().join(SCHEMA_FILE), schema).expect("write");
+    let set = load_ok(tmp.path());
+    let reboot = |host: &str| PolicyRequest {
+        principal: admin(),
+        action: "RebootHost_Task".to_string(),
+        resource: Resource::new("HostSystem", host),
+        context: base_context(),
+    };
+    assert!(set.evaluate(&reboot("host-22")).allowed);
+    let d = set.evaluate(&reboot("host-99"));
+    assert!(!d.allowed);
+    assert!(
+        d.errors[0].starts_with("request entities: "),
+        "{:?}",
+        d.errors
+    );
+}
+
 // ---------------------------------------------------------------- load errors
 
 #[test]
