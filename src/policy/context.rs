@@ -2,11 +2,12 @@
 //! parser, whose schema-directed pass tries each value form in turn and builds and drops an
 //! error for every miss: most of a decision's time before this path existed (BENCHMARKS.md).
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::convert::Infallible;
 
 use cedar_policy::{Context, RestrictedExpression};
 use serde_json::Value;
+
+use super::kept::Kept;
 
 /// The context field the schema types as `ipaddr`; every other field is a plain value.
 const CLIENT_IP: &str = "client_ip";
@@ -17,32 +18,7 @@ const KEPT_ADDRESSES: usize = 1024;
 /// The `ip` values of recently seen client addresses. Cedar parses the name of its `ip`
 /// extension function with its policy parser every time it builds one: a quarter of a
 /// decision's time (BENCHMARKS.md), where a kept value costs a clone.
-#[derive(Debug, Default)]
-pub(crate) struct IpValues {
-    kept: Mutex<HashMap<String, RestrictedExpression>>,
-}
-
-impl IpValues {
-    /// `ip("<address>")`, kept for the next call from the same address (all are forgotten
-    /// when [`KEPT_ADDRESSES`] is reached).
-    fn of(&self, address: &str) -> RestrictedExpression {
-        if let Some(value) = self.lock().get(address) {
-            return value.clone();
-        }
-        let value = RestrictedExpression::new_ip(address);
-        let mut kept = self.lock();
-        if kept.len() >= KEPT_ADDRESSES {
-            kept.clear();
-        }
-        kept.insert(address.to_owned(), value.clone());
-        value
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RestrictedExpression>> {
-        // The map is valid after any panic (an insert either happened or not).
-        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+pub(crate) type IpValues = Kept<String, RestrictedExpression, KEPT_ADDRESSES>;
 
 /// `context` as Cedar values: strings, longs, booleans, records and sets as they are, and
 /// `client_ip` as an `ip` value. `None` when it holds anything else (null, a fraction, a
@@ -56,7 +32,12 @@ pub(super) fn fast_context(context: &Value, ip_values: &IpValues) -> Option<Cont
         .iter()
         .map(|(name, value)| {
             let value = match (name.as_str(), value) {
-                (CLIENT_IP, Value::String(address)) => ip_values.of(address),
+                (CLIENT_IP, Value::String(address)) => {
+                    let Ok(value) = ip_values.get_or_try_insert(address.as_str(), || {
+                        Ok::<_, Infallible>(RestrictedExpression::new_ip(address))
+                    });
+                    value
+                }
                 _ => restricted(value)?,
             };
             Some((name.clone(), value))

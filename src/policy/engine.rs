@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy as cedar;
 use cedar_policy::{
@@ -364,9 +365,10 @@ impl PolicySet {
                         .is_ancestor_of(&entity(&self.types.group, g), &principal_uid)
                 });
             if !known {
-                let kept = self.principal_stores.get_or_build(name, groups, || {
+                let key = (name.clone(), groups.clone());
+                let kept = self.principal_stores.get_or_try_insert(&key, || {
                     let groups = groups.iter().map(|g| entity(&self.types.group, g));
-                    with_user(&self.entities, &self.schema, &principal_uid, groups)
+                    with_user(&self.entities, &self.schema, &principal_uid, groups).map(Arc::new)
                 })?;
                 entities = RequestEntities::Kept(kept);
             }

@@ -13,6 +13,7 @@ mod error;
 mod index;
 #[cfg(test)]
 mod index_tests;
+mod kept;
 mod load;
 mod request;
 mod request_entities;

@@ -16,80 +16,22 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
 
 use super::error::diagnostic_text;
 use super::index::entity;
+use super::kept::Kept;
 
 /// How many principals' stores a loaded set keeps.
 pub(crate) const KEPT_PRINCIPALS: usize = 32;
 
 /// A user as the identity step found them: name and groups, in the order given.
-type PrincipalKey = (String, Vec<String>);
+pub(crate) type PrincipalKey = (String, Vec<String>);
 
 /// The store copies of recently seen principals, bounded by [`KEPT_PRINCIPALS`].
-#[derive(Debug, Default)]
-pub(crate) struct PrincipalStores {
-    kept: Mutex<Kept>,
-}
-
-/// The kept stores, each with the tick of its last use.
-#[derive(Debug, Default)]
-struct Kept {
-    stores: HashMap<PrincipalKey, (Arc<Entities>, u64)>,
-    tick: u64,
-}
-
-impl PrincipalStores {
-    /// The kept store for the user `name` in `groups`, or the one `build` makes (then kept in
-    /// place of the least recently used one when the bound is reached). Failed builds are not
-    /// kept.
-    pub(crate) fn get_or_build(
-        &self,
-        name: &str,
-        groups: &[String],
-        build: impl FnOnce() -> Result<Entities, Vec<String>>,
-    ) -> Result<Arc<Entities>, Vec<String>> {
-        let key = (name.to_owned(), groups.to_vec());
-        {
-            let mut kept = self.lock();
-            kept.tick += 1;
-            let tick = kept.tick;
-            if let Some((store, used)) = kept.stores.get_mut(&key) {
-                *used = tick;
-                return Ok(store.clone());
-            }
-        }
-        // Built outside the lock: a large store must not hold up other decisions.
-        let store = Arc::new(build()?);
-        let mut kept = self.lock();
-        if kept.stores.len() >= KEPT_PRINCIPALS
-            && let Some(oldest) = kept
-                .stores
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(key, _)| key.clone())
-        {
-            kept.stores.remove(&oldest);
-        }
-        let tick = kept.tick;
-        kept.stores.insert(key, (store.clone(), tick));
-        Ok(store)
-    }
-
-    /// How many stores are kept.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.lock().stores.len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        // The map is valid after any panic (an insert or a remove either happened or not).
-        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+pub(crate) type PrincipalStores = Kept<PrincipalKey, Arc<Entities>, KEPT_PRINCIPALS>;
 
 /// `entities` with the user `user` added in `groups`, keeping what `entities` says about them.
 pub(crate) fn with_user(
