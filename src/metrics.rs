@@ -1,5 +1,7 @@
 //! Prometheus metrics of the gateway, served on the admin listener's `/metrics`.
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -66,7 +68,11 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     /// Episodes in which a listener stopped accepting for lack of file descriptors or memory.
     pub accept_exhausted: Family<ListenerLabels, Counter>,
+    outcome_counters: [OnceLock<Counter>; OUTCOMES],
 }
+
+/// How many [`Outcome`]s there are.
+const OUTCOMES: usize = 6;
 
 /// Label set of `vcguard_accept_exhausted_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,14 +138,18 @@ impl Metrics {
             open_connections,
             policy_reloads,
             accept_exhausted,
+            outcome_counters: [const { OnceLock::new() }; OUTCOMES],
         }
     }
 
     /// Counts one request that ended with `outcome`.
     pub fn count(&self, outcome: Outcome) {
-        self.requests
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        // The family's look-up takes its lock and hashes the labels; the counter is kept instead.
+        let family = || self.requests.get_or_create(&OutcomeLabels { outcome });
+        match self.outcome_counters.get(outcome as usize) {
+            Some(kept) => kept.get_or_init(|| family().clone()).inc(),
+            None => family().inc(),
+        };
     }
 
     /// Counts one policy reload that was applied (`true`) or rejected.

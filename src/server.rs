@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -26,9 +26,48 @@ use crate::body::{BoxError, ProxyBody, boxed, holding};
 use crate::first_request::{FirstRequestDeadline, FirstRequestSeen};
 use crate::idle_connection::{Activity, Busy};
 
-/// The client's address, placed in every request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+/// The client's address, placed in every request's extensions, with the texts the gateway
+/// writes of it (the audit record's `client`, `X-Forwarded-For`) made once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddr {
+    addr: SocketAddr,
+    texts: Arc<ClientTexts>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct ClientTexts {
+    addr: String,
+    ip: Option<HeaderValue>,
+}
+
+impl ClientAddr {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string()).ok();
+        Self {
+            addr,
+            texts: Arc::new(ClientTexts {
+                addr: addr.to_string(),
+                ip,
+            }),
+        }
+    }
+
+    /// The client's address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ip:port`, as the audit record shows it.
+    pub fn text(&self) -> &str {
+        &self.texts.addr
+    }
+
+    /// The client's IP address as a header value (for `X-Forwarded-For`).
+    pub fn ip_header(&self) -> Option<&HeaderValue> {
+        self.texts.ip.as_ref()
+    }
+}
 
 /// Limits a listener enforces on its clients.
 #[derive(Debug, Clone)]
@@ -153,7 +192,7 @@ where
             let activity = Activity::default();
             let service = PerConnection {
                 inner: service,
-                peer,
+                client: ClientAddr::new(peer),
                 seen: seen.clone(),
                 activity: activity.clone(),
             };
@@ -269,11 +308,11 @@ fn finish(result: Result<(), BoxError>, peer: SocketAddr) {
     }
 }
 
-/// Adapts the tower service to hyper for one connection, tagging requests with the peer.
+/// Adapts the tower service to hyper for one connection, tagging requests with the client.
 #[derive(Clone)]
 struct PerConnection<S> {
     inner: S,
-    peer: SocketAddr,
+    client: ClientAddr,
     seen: FirstRequestSeen,
     activity: Activity,
 }
@@ -294,7 +333,7 @@ where
         self.seen.mark();
         // The connection is busy until the response body has been sent in full.
         let busy = self.activity.begin();
-        req.extensions_mut().insert(ClientAddr(self.peer));
+        req.extensions_mut().insert(self.client.clone());
         Answer {
             inner: self.inner.clone().oneshot(req.map(boxed)),
             busy: Some(busy),

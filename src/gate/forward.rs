@@ -5,7 +5,6 @@
 //! cookies that name vCenter's own host made to work through the gateway).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -15,11 +14,11 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
-use tower::Service;
 
 use crate::body::{ProxyBody, boxed, holding};
 use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
+use crate::gate::step::{Inner, StepResult};
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
 use crate::upstream_connect::{UPSTREAM_TCP_KEEPALIVE, UpstreamConnector};
@@ -148,16 +147,8 @@ impl Forward {
     }
 }
 
-impl Service<Request<ProxyBody>> for Forward {
-    type Response = Response<ProxyBody>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, GatewayError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+impl Inner for Forward {
+    fn call(&self, req: Request<ProxyBody>) -> BoxFuture<'static, StepResult> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.forward(req).await })
     }
@@ -258,19 +249,21 @@ impl ForwardInner {
             .build()
             .map_err(|err| format!("cannot build the upstream URL: {err}"))?;
         parts.version = Version::HTTP_11;
-        let client_addr = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+        let client = parts.extensions.get::<ClientAddr>();
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers, upgrade);
         headers.remove(header::HOST);
         headers.remove(header::EXPECT);
         // The gateway's request id is the client's to see, not vCenter's.
         headers.remove(crate::gate::request_id::REQUEST_ID_HEADER);
-        if let Some(ip) = client_addr {
+        if let Some(client) = client {
             let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prior) => format!("{prior}, {ip}"),
-                None => ip.to_string(),
+                Some(prior) => {
+                    HeaderValue::from_str(&format!("{prior}, {}", client.addr().ip())).ok()
+                }
+                None => client.ip_header().cloned(),
             };
-            if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            if let Some(value) = forwarded_for {
                 headers.insert(X_FORWARDED_FOR, value);
             }
         }

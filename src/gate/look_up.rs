@@ -247,7 +247,7 @@ fn look_up_request(
         headers.insert(SESSION_HEADER, value);
     }
     if let Some(client) = req.extensions().get::<ClientAddr>() {
-        request.extensions_mut().insert(*client);
+        request.extensions_mut().insert(client.clone());
     }
     Ok(request)
 }

@@ -40,17 +40,25 @@ impl<S> Layer<S> for RescueLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Rescue {
-            inner,
+            inner: Arc::new(inner),
             layer: self.clone(),
         }
     }
 }
 
 /// Answers every [`GatewayError`] of the steps inside it as a vim fault.
-#[derive(Clone)]
 pub struct Rescue<S> {
-    inner: S,
+    inner: Arc<S>,
     layer: RescueLayer,
+}
+
+impl<S> Clone for Rescue<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
 }
 
 impl<S: Inner> Service<Request<ProxyBody>> for Rescue<S> {
@@ -58,12 +66,9 @@ impl<S: Inner> Service<Request<ProxyBody>> for Rescue<S> {
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The steps are always ready: none of them applies back-pressure here.
-        match self.inner.poll_ready(cx) {
-            Poll::Ready(_) => Poll::Ready(Ok(())),
-            Poll::Pending => Poll::Pending,
-        }
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {

@@ -1,9 +1,12 @@
 //! The step contract: each step of the request's way through is its logic alone, an async
-//! `handle(request, next)`; the tower machinery (clone-and-swap, boxing, `poll_ready`) is written
-//! once here, as axum's `from_fn` does it.
+//! `handle(request, next)`; the machinery (boxing, panics, handing on) is written once here.
 //!
 //! A step answers with the inner steps' response (`next.run(req).await`), a response of its own,
 //! or a [`GatewayError`] that the rescue step renders as a vim fault.
+//!
+//! The rest of the way through after a step is shared, not cloned per call: a call costs each
+//! step two reference counts, however many steps follow it. Steps are always ready; the only
+//! back-pressure is forwarding's limit of requests in flight to vCenter.
 //!
 //! Every call's step futures are moved into boxes, so a step boxes the awaits of its rare paths
 //! (reading a guarded body, asking vCenter or the state store, serving the console): their state
@@ -12,12 +15,11 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::{Layer, ServiceExt as _};
 
 use crate::body::ProxyBody;
 use crate::gate::error::GatewayError;
@@ -26,30 +28,19 @@ use crate::gate::facts::Facts;
 /// What a step (and the rest of the way through after it) answers.
 pub type StepResult = Result<Response<ProxyBody>, GatewayError>;
 
-/// The services a step can hand a request on to: the rest of the way through. Their futures
-/// are boxed: a named future type keeps the compiler able to prove the steps' futures `Send`.
-pub trait Inner:
-    Service<
-        Request<ProxyBody>,
-        Response = Response<ProxyBody>,
-        Error = GatewayError,
-        Future = BoxFuture<'static, StepResult>,
-    > + Clone
-    + Send
-    + 'static
-{
+/// The rest of the way through after a step: the later steps and forwarding.
+pub trait Inner: Send + Sync + 'static {
+    /// Takes `req` the rest of the way through.
+    fn call(&self, req: Request<ProxyBody>) -> BoxFuture<'static, StepResult>;
 }
 
-impl<S> Inner for S where
-    S: Service<
-            Request<ProxyBody>,
-            Response = Response<ProxyBody>,
-            Error = GatewayError,
-            Future = BoxFuture<'static, StepResult>,
-        > + Clone
-        + Send
-        + 'static
+/// A tower service as the end of the way through (tests put a stand-in for vCenter there).
+impl Inner
+    for tower::util::BoxCloneSyncService<Request<ProxyBody>, Response<ProxyBody>, GatewayError>
 {
+    fn call(&self, req: Request<ProxyBody>) -> BoxFuture<'static, StepResult> {
+        Box::pin(self.clone().oneshot(req))
+    }
 }
 
 /// One step of the request's way through.
@@ -66,13 +57,13 @@ pub trait Step: Send + Sync + 'static {
 
 /// The rest of the way through after a step, ready to take the request.
 pub struct Next<S> {
-    inner: S,
+    inner: Arc<S>,
 }
 
 impl<S: Inner> Next<S> {
-    /// Hands `req` on and waits for the answer.
-    pub async fn run(mut self, req: Request<ProxyBody>) -> StepResult {
-        self.inner.call(req).await
+    /// Hands `req` on; the answer comes when the returned future is awaited.
+    pub fn run(self, req: Request<ProxyBody>) -> BoxFuture<'static, StepResult> {
+        self.inner.call(req)
     }
 }
 
@@ -90,63 +81,38 @@ impl<T> StepLayer<T> {
     }
 }
 
-impl<T> Clone for StepLayer<T> {
-    fn clone(&self) -> Self {
-        Self {
-            step: self.step.clone(),
-        }
-    }
-}
-
 impl<T, S> Layer<S> for StepLayer<T> {
     type Service = StepService<T, S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         StepService {
             step: self.step.clone(),
-            inner,
+            inner: Arc::new(inner),
         }
     }
 }
 
-/// A step in front of the rest of the way through, as a tower service.
+/// A step in front of the rest of the way through.
 pub struct StepService<T, S> {
     step: Arc<T>,
-    inner: S,
+    inner: Arc<S>,
 }
 
-impl<T, S: Clone> Clone for StepService<T, S> {
-    fn clone(&self) -> Self {
-        Self {
-            step: self.step.clone(),
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<T: Step, S: Inner> Service<Request<ProxyBody>> for StepService<T, S> {
-    type Response = Response<ProxyBody>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, StepResult>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        // The clone that was polled ready serves this request (tower's clone-and-swap).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let step = self.step.clone();
+impl<T: Step, S: Inner> Inner for StepService<T, S> {
+    fn call(&self, req: Request<ProxyBody>) -> BoxFuture<'static, StepResult> {
         let Some(facts) = Facts::of(&req) else {
             return Box::pin(std::future::ready(Err(GatewayError::missing_facts(
                 "a step",
             ))));
         };
+        let step = self.step.clone();
+        let next = Next {
+            inner: self.inner.clone(),
+        };
         Box::pin(async move {
             // A panicking step fails its request, not the connection: the audit step and the
             // rescue see an ordinary `GatewayError::Internal`.
-            AssertUnwindSafe(step.handle(req, facts, Next { inner }))
+            AssertUnwindSafe(step.handle(req, facts, next))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {

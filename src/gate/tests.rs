@@ -72,7 +72,7 @@ async fn a_panicking_step_answers_a_vim_fault_in_the_clients_protocol_and_is_aud
             .layer(RescueLayer::new(Arc::new(store), Arc::new(Metrics::new())))
             .layer(StepLayer::new(Audit::new(log.clone())))
             .layer(StepLayer::new(PanicsOnRequest))
-            .service(tower::util::BoxCloneService::new(upstream)),
+            .service(tower::util::BoxCloneSyncService::new(upstream)),
     );
 
     let (status, soap) = answer(&service, "/sdk/panic").await;

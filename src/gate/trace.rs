@@ -44,7 +44,7 @@ impl<B> OnResponse<B> for AccessLine {
 /// The `request` span: the request id, client, method and path; classify and identify fill in
 /// the call's protocol, target, guarded method and user.
 pub fn request_span<B>(req: &Request<B>) -> Span {
-    let client = req.extensions().get::<ClientAddr>().map(|a| a.0);
+    let client = req.extensions().get::<ClientAddr>().map(ClientAddr::addr);
     tracing::info_span!(
         "request",
         id = request_id_of(req),
