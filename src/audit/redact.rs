@@ -53,9 +53,7 @@ impl Redactor {
         let mut mac = self.mac.clone();
         mac.update(value);
         let digest = mac.finalize().into_bytes();
-        let mut s = hex(&digest);
-        s.truncate(KEYED_HASH_HEX_CHARS);
-        s
+        hex(digest.get(..KEYED_HASH_HEX_CHARS / 2).unwrap_or(&digest))
     }
 
     /// The keyed hash of a secret, typed for record fields.
