@@ -127,6 +127,10 @@ impl Step for Approve {
             text,
         })
     }
+
+    fn applies_to(&self, _req: &Request<ProxyBody>, facts: &Facts) -> bool {
+        facts.approval_need().is_some()
+    }
 }
 
 /// The approval key of `user`'s `call`.

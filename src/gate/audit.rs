@@ -266,6 +266,10 @@ impl Step for WriteAhead {
         }
         next.run(req).await
     }
+
+    fn applies_to(&self, _req: &Request<ProxyBody>, facts: &Facts) -> bool {
+        facts.decision().is_some()
+    }
 }
 
 /// What the records need of the request itself (it is gone when the call ends).

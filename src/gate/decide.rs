@@ -59,6 +59,10 @@ impl Step for Decide {
         tracing::warn!(action = %call.method, policies = ?hit_ids(&decision), "denied");
         Err(denied(&facts, decision))
     }
+
+    fn applies_to(&self, _req: &Request<ProxyBody>, facts: &Facts) -> bool {
+        facts.is_guarded()
+    }
 }
 
 /// The refusal of a denied call: the decision's text and any ticket problem.

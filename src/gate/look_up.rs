@@ -155,6 +155,10 @@ impl Step for LookUp {
         facts.set_looked_up(found);
         next.run(req).await
     }
+
+    fn applies_to(&self, _req: &Request<ProxyBody>, facts: &Facts) -> bool {
+        facts.is_guarded()
+    }
 }
 
 fn failed(subject: &str, cause: impl Into<String>) -> GatewayError {

@@ -35,4 +35,8 @@ impl Step for OwnApi {
         }
         Ok(Box::pin(self.console.answer(req, &facts)).await)
     }
+
+    fn applies_to(&self, _req: &Request<ProxyBody>, facts: &Facts) -> bool {
+        facts.own_api
+    }
 }

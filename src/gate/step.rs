@@ -53,6 +53,13 @@ pub trait Step: Send + Sync + 'static {
         facts: Arc<Facts>,
         next: Next<S>,
     ) -> impl Future<Output = StepResult> + Send;
+
+    /// Whether the step has anything to do with `req` (whose facts so far are `facts`). A step
+    /// that has not is passed by without a future of its own; its `handle` must then do nothing
+    /// but hand the request on, so an answer of `true` is always safe.
+    fn applies_to(&self, _req: &Request<ProxyBody>, _facts: &Facts) -> bool {
+        true
+    }
 }
 
 /// The rest of the way through after a step, ready to take the request.
@@ -105,6 +112,9 @@ impl<T: Step, S: Inner> Inner for StepService<T, S> {
                 "a step",
             ))));
         };
+        if !self.step.applies_to(&req, &facts) {
+            return self.inner.call(req);
+        }
         let step = self.step.clone();
         let next = Next {
             inner: self.inner.clone(),

@@ -1,5 +1,6 @@
 //! The step contract end to end inside the crate: a panicking step fails its request with a vim
-//! fault in the client's protocol and an audit record, and the stack keeps serving.
+//! fault in the client's protocol and an audit record, the stack keeps serving, and a step is
+//! passed by where it does not apply.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +33,24 @@ impl Step for PanicsOnRequest {
             panic!("step failed on purpose");
         }
         next.run(req).await
+    }
+}
+
+/// Applies only to paths containing `applies`, and panics on every request it handles.
+struct PanicsWhereItApplies;
+
+impl Step for PanicsWhereItApplies {
+    async fn handle<S: Inner>(
+        &self,
+        _req: Request<ProxyBody>,
+        _facts: Arc<Facts>,
+        _next: Next<S>,
+    ) -> StepResult {
+        panic!("a step that applies handled the request");
+    }
+
+    fn applies_to(&self, req: &Request<ProxyBody>, _facts: &Facts) -> bool {
+        req.uri().path().contains("applies")
     }
 }
 
@@ -72,6 +91,7 @@ async fn a_panicking_step_answers_a_vim_fault_in_the_clients_protocol_and_is_aud
             .layer(RescueLayer::new(Arc::new(store), Arc::new(Metrics::new())))
             .layer(StepLayer::new(Audit::new(log.clone())))
             .layer(StepLayer::new(PanicsOnRequest))
+            .layer(StepLayer::new(PanicsWhereItApplies))
             .service(tower::util::BoxCloneSyncService::new(upstream)),
     );
 
@@ -92,6 +112,13 @@ async fn a_panicking_step_answers_a_vim_fault_in_the_clients_protocol_and_is_aud
         (StatusCode::OK, "vCenter's answer")
     );
 
+    let (status, body) = answer(&service, "/sdk/vim25/8.0.3.0/HostSystem/applies/Foo").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body.contains("a step that applies handled the request"),
+        "{body}"
+    );
+
     log.flush().await.expect("flush");
     log.close().await;
     task.wait().await.expect("audit writer");
@@ -100,5 +127,5 @@ async fn a_panicking_step_answers_a_vim_fault_in_the_clients_protocol_and_is_aud
         .lines()
         .filter(|line| line.contains(r#""error":"internal""#))
         .count();
-    assert_eq!(internal, 2, "{records}");
+    assert_eq!(internal, 3, "{records}");
 }

@@ -152,6 +152,10 @@ impl Step for Ticket {
         }
         next.run(req).await
     }
+
+    fn applies_to(&self, req: &Request<ProxyBody>, facts: &Facts) -> bool {
+        facts.is_guarded() || req.headers().contains_key(&self.header)
+    }
 }
 
 /// The ticket of `user`'s claim covering `call` (its target's hosts, or the target itself), as
