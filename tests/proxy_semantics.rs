@@ -9,11 +9,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn headers_are_rewritten_like_a_reverse_proxy() {
     let harness = Harness::start().await;
     let client = harness.client();
+    let content = format!("{}/ServiceInstance/ServiceInstance/content", harness.vim());
+    let last_seen_by_vcenter = || {
+        harness
+            .sim()
+            .simulator
+            .journal()
+            .pop()
+            .expect("sim saw the request")
+    };
     let response = client
-        .get(format!(
-            "{}/ServiceInstance/ServiceInstance/content",
-            harness.vim()
-        ))
+        .get(&content)
         .header("Connection", "x-hop-secret")
         .header("x-hop-secret", "must not travel")
         .header("x-request-id", "client-chosen")
@@ -26,12 +32,7 @@ async fn headers_are_rewritten_like_a_reverse_proxy() {
     assert_ne!(gateway_id, "client-chosen");
     assert_eq!(gateway_id.len(), 32);
 
-    let seen = harness
-        .sim()
-        .simulator
-        .journal()
-        .pop()
-        .expect("sim saw the request");
+    let seen = last_seen_by_vcenter();
     let header = |name: &str| {
         seen.headers
             .get(name)
@@ -51,23 +52,11 @@ async fn headers_are_rewritten_like_a_reverse_proxy() {
     assert_eq!(header("x-request-id"), None);
 
     // Without a prior hop the client's address alone is sent (made once per connection).
-    let response = client
-        .get(format!(
-            "{}/ServiceInstance/ServiceInstance/content",
-            harness.vim()
-        ))
-        .send()
-        .await
-        .expect("request");
+    let response = client.get(&content).send().await.expect("request");
     assert_eq!(response.status(), 200);
-    let seen = harness
-        .sim()
-        .simulator
-        .journal()
-        .pop()
-        .expect("sim saw the request");
     assert_eq!(
-        seen.headers
+        last_seen_by_vcenter()
+            .headers
             .get("x-forwarded-for")
             .map(|v| v.to_str().expect("ascii")),
         Some("127.0.0.1")
