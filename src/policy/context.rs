@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use cedar_policy::{Context, RestrictedExpression};
 use serde_json::Value;
 
+use super::checked::ShapeKey;
 use super::kept::Kept;
 
 /// The context field the schema types as `ipaddr`; every other field is a plain value.
@@ -23,44 +24,72 @@ pub(crate) type IpValues = Kept<String, RestrictedExpression, KEPT_ADDRESSES>;
 /// `context` as Cedar values: strings, longs, booleans, records and sets as they are, and
 /// `client_ip` as an `ip` value. `None` when it holds anything else (null, a fraction, a
 /// malformed address); the caller then falls back to Cedar's schema-directed parser, and the
-/// schema check of the request decides either way.
-pub(super) fn fast_context(context: &Value, ip_values: &IpValues) -> Option<Context> {
+/// schema check of the request decides either way. The context's shape is added to `shape`.
+pub(super) fn fast_context(
+    context: &Value,
+    ip_values: &IpValues,
+    shape: &mut ShapeKey,
+) -> Option<Context> {
     let Value::Object(fields) = context else {
         return None;
     };
+    shape.record();
     let pairs = fields
         .iter()
         .map(|(name, value)| {
+            shape.field(name);
             let value = match (name.as_str(), value) {
                 (CLIENT_IP, Value::String(address)) => {
+                    shape.ip();
                     let Ok(value) = ip_values.get_or_try_insert(address.as_str(), || {
                         Ok::<_, Infallible>(RestrictedExpression::new_ip(address))
                     });
                     value
                 }
-                _ => restricted(value)?,
+                _ => restricted(value, shape)?,
             };
             Some((name.clone(), value))
         })
         .collect::<Option<Vec<_>>>()?;
+    shape.end();
     Context::from_pairs(pairs).ok()
 }
 
-fn restricted(value: &Value) -> Option<RestrictedExpression> {
+fn restricted(value: &Value, shape: &mut ShapeKey) -> Option<RestrictedExpression> {
     Some(match value {
-        Value::Bool(b) => RestrictedExpression::new_bool(*b),
-        Value::Number(n) => RestrictedExpression::new_long(n.as_i64()?),
-        Value::String(s) => RestrictedExpression::new_string(s.clone()),
-        Value::Array(items) => {
-            RestrictedExpression::new_set(items.iter().map(restricted).collect::<Option<Vec<_>>>()?)
+        Value::Bool(b) => {
+            shape.boolean();
+            RestrictedExpression::new_bool(*b)
         }
-        Value::Object(fields) => RestrictedExpression::new_record(
-            fields
+        Value::Number(n) => {
+            shape.long();
+            RestrictedExpression::new_long(n.as_i64()?)
+        }
+        Value::String(s) => {
+            shape.string();
+            RestrictedExpression::new_string(s.clone())
+        }
+        Value::Array(items) => {
+            shape.set();
+            let items = items
                 .iter()
-                .map(|(name, value)| Some((name.clone(), restricted(value)?)))
-                .collect::<Option<Vec<_>>>()?,
-        )
-        .ok()?,
+                .map(|item| restricted(item, shape))
+                .collect::<Option<Vec<_>>>()?;
+            shape.end();
+            RestrictedExpression::new_set(items)
+        }
+        Value::Object(fields) => {
+            shape.record();
+            let fields = fields
+                .iter()
+                .map(|(name, value)| {
+                    shape.field(name);
+                    Some((name.clone(), restricted(value, shape)?))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            shape.end();
+            RestrictedExpression::new_record(fields).ok()?
+        }
         Value::Null => return None,
     })
 }

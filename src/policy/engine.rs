@@ -9,6 +9,7 @@ use cedar_policy::{
     AuthorizationError, Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, Request,
 };
 
+use super::checked::{CheckedShapes, ShapeKey};
 use super::context::{IpValues, fast_context};
 use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
@@ -60,6 +61,10 @@ pub struct PolicySet {
     pub(crate) principal_stores: PrincipalStores,
     /// The `ip` values of recently seen client addresses.
     pub(crate) ip_values: IpValues,
+    /// The enumerated entity types of the schema (`None`: unknown, so every type counts).
+    pub(crate) enumerated: Option<HashSet<String>>,
+    /// The request shapes that passed the schema check.
+    pub(crate) checked_shapes: CheckedShapes,
 }
 
 impl PolicySet {
@@ -335,25 +340,37 @@ impl PolicySet {
             }
         };
 
-        let new_request = |context| {
+        let new_request = |context, schema| {
             Request::new(
                 principal_uid.clone(),
                 action.clone(),
                 resource_uid.clone(),
                 context,
-                Some(&self.schema),
+                schema,
             )
             .map_err(|e| vec![format!("request: {}", diagnostic_text(&e))])
         };
-        let fast = fast_context(&request.context, &self.ip_values)
-            .and_then(|context| new_request(context).ok());
+        let mut shape = ShapeKey::new(
+            &request.action,
+            self.key_part(&principal_uid),
+            self.key_part(&resource_uid),
+        );
+        let fast =
+            fast_context(&request.context, &self.ip_values, &mut shape).and_then(|context| {
+                if self.checked_shapes.contains(&shape) {
+                    return new_request(context, None).ok();
+                }
+                let checked = new_request(context, Some(&self.schema)).ok()?;
+                self.checked_shapes.insert(shape);
+                Some(checked)
+            });
         let cedar_request = match fast {
             Some(cedar_request) => cedar_request,
             None => {
                 let context =
                     Context::from_json_value(request.context.clone(), Some((&self.schema, action)))
                         .map_err(|e| vec![format!("request context: {}", diagnostic_text(&e))])?;
-                new_request(context)?
+                new_request(context, Some(&self.schema))?
             }
         };
 
@@ -380,6 +397,17 @@ impl PolicySet {
             entities = RequestEntities::Own(own);
         }
         Ok((cedar_request, entities))
+    }
+
+    /// An entity's part of a [`ShapeKey`]: its type, and its id when the type is enumerated
+    /// (or the schema's enumerated types are unknown).
+    fn key_part<'a>(&self, uid: &'a EntityUid) -> (&'a str, Option<&'a str>) {
+        let ty = uid.type_name().basename();
+        let enumerated = self
+            .enumerated
+            .as_ref()
+            .is_none_or(|types| types.contains(ty));
+        (ty, enumerated.then(|| uid.id().unescaped()))
     }
 
     fn hits<'a>(&self, ids: impl Iterator<Item = &'a cedar::PolicyId>) -> Vec<PolicyHit> {

@@ -7,7 +7,8 @@
 //! (`==`, `in`, `is`) never errs. A policy whose action scope is false for a method is
 //! therefore false *without an error* for every request on that method: leaving it out of
 //! the evaluated set changes neither the decision, nor the determining policies, nor the
-//! evaluation errors. Policies keep their order, ids and annotations.
+//! evaluation errors. Policies keep their order, ids and annotations. For the same reason a
+//! policy whose action scope is certainly true for the method is kept without the scope.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -102,7 +103,8 @@ fn without_approval(
     Ok(Some(out))
 }
 
-/// The policies of `set` (in order) whose action scope can match `action`.
+/// The policies of `set` (in order) whose action scope can match `action`; those whose scope
+/// certainly matches it lose the scope (see [`without_action_scope`]).
 fn subset(
     set: &cedar::PolicySet,
     action: &EntityUid,
@@ -110,27 +112,50 @@ fn subset(
 ) -> Result<cedar::PolicySet, String> {
     let mut out = cedar::PolicySet::new();
     for policy in set.policies() {
-        if can_apply(&policy.action_constraint(), action, groups) {
-            out.add(policy.clone())
-                .map_err(|e| format!("policy {}: {e}", policy.id()))?;
-        }
+        let kept = match scope_matches(&policy.action_constraint(), action, groups) {
+            Some(false) => continue,
+            Some(true) if !matches!(policy.action_constraint(), ActionConstraint::Any) => {
+                without_action_scope(policy)?
+            }
+            _ => policy.clone(),
+        };
+        out.add(kept)
+            .map_err(|e| format!("policy {}: {e}", policy.id()))?;
     }
     Ok(out)
 }
 
-/// False only when the action scope is certainly false for `action`, whose ancestor groups
-/// are `groups` (`None`: unknown, so any `in` may match).
-pub(crate) fn can_apply(
+/// `policy` with the action scope `action` (any action), for the slice of a method its scope
+/// certainly matches: Cedar builds and evaluates every policy's scope on every evaluation (an
+/// `in` over action groups is an entity look-up), and a scope that is true there decides
+/// nothing. Id, annotations, effect, the other scopes and the conditions stay as they are.
+fn without_action_scope(policy: &cedar::Policy) -> Result<cedar::Policy, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("policy {}: {e}", policy.id());
+    let mut json = policy.to_json().map_err(|e| failed(&e))?;
+    let Some(scope) = json.get_mut("action") else {
+        return Err(failed(&"no action scope in its JSON form"));
+    };
+    *scope = serde_json::json!({ "op": "All" });
+    cedar::Policy::from_json(Some(policy.id().clone()), json).map_err(|e| failed(&e))
+}
+
+/// Whether the action scope matches `action`, whose ancestor groups are `groups`: `None` when
+/// that turns on groups that are unknown (`groups` is `None`), so any `in` may match.
+fn scope_matches(
     constraint: &ActionConstraint,
     action: &EntityUid,
     groups: Option<&HashSet<EntityUid>>,
-) -> bool {
+) -> Option<bool> {
     match constraint {
-        ActionConstraint::Any => true,
-        ActionConstraint::Eq(only) => only == action,
-        ActionConstraint::In(any_of) => any_of
-            .iter()
-            .any(|g| g == action || groups.is_none_or(|groups| groups.contains(g))),
+        ActionConstraint::Any => Some(true),
+        ActionConstraint::Eq(only) => Some(only == action),
+        ActionConstraint::In(any_of) => {
+            if any_of.contains(action) {
+                Some(true)
+            } else {
+                groups.map(|groups| any_of.iter().any(|g| groups.contains(g)))
+            }
+        }
     }
 }
 

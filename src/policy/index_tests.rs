@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::checked::ShapeKey;
 use super::synthetic;
 use super::*;
 
@@ -147,13 +148,46 @@ fn the_fast_context_equals_what_cedars_json_parser_reads() {
     for action in set.guarded_actions() {
         for context in contexts(&action) {
             if let Some(parsed) = set.context_parsed_by_cedar(&action, &context) {
-                let fast = super::context::fast_context(&context, &set.ip_values);
+                let mut shape = ShapeKey::new(&action, ("User", None), ("HostSystem", None));
+                let fast = super::context::fast_context(&context, &set.ip_values, &mut shape);
                 assert_eq!(fast, Some(parsed), "{action}: {context}");
                 compared += 1;
             }
         }
     }
     assert!(compared >= 50, "only {compared} contexts compared");
+}
+
+#[test]
+fn a_shape_the_check_refused_is_refused_after_one_that_passed() {
+    let set = load(shipped_with(&[]).path());
+    let call = |hour: serde_json::Value| PolicyRequest {
+        principal: principals().remove(0),
+        action: "RebootHost_Task".to_string(),
+        resource: Resource::new("HostSystem", "host-21"),
+        context: json!({ "protocol": "json", "indirect": false, "route": "direct",
+                         "client_ip": "10.0.0.1", "hour_utc": hour, "weekday": 1 }),
+    };
+    let passed = set.evaluate(&call(json!(10)));
+    assert!(passed.allowed && passed.errors.is_empty(), "{passed:?}");
+    assert_eq!(set.checked_shapes.len(), 1);
+    assert_eq!(
+        set.evaluate(&call(json!(11))),
+        set.evaluate(&call(json!(11)))
+    );
+    assert_eq!(set.checked_shapes.len(), 1, "one shape, kept once");
+
+    // The same fields with `hour_utc` a string: the schema refuses it, every time.
+    for _ in 0..2 {
+        let refused = set.evaluate(&call(json!("10")));
+        assert!(!refused.allowed, "{refused:?}");
+        assert!(
+            refused.errors.iter().any(|e| e.contains("hour_utc")),
+            "{:?}",
+            refused.errors
+        );
+    }
+    assert_eq!(set.checked_shapes.len(), 1);
 }
 
 /// Compares the indexed and the whole-set decision on every request of the table (every
@@ -178,8 +212,11 @@ fn assert_equivalent(set: &PolicySet, stride: usize) -> (usize, usize, usize, us
                         resource: resource.clone(),
                         context,
                     };
-                    let sliced = set.evaluate(&request);
+                    // The whole set with the schema check in full, then the index with the
+                    // check passed by for a shape that passed it.
+                    set.checked_shapes.clear();
                     let whole = set.evaluate_unsliced(&request);
+                    let sliced = set.evaluate(&request);
                     assert_eq!(sliced, whole, "request: {request:?}");
                     compared += 1;
                     allowed += usize::from(sliced.allowed);

@@ -206,6 +206,11 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         types,
         principal_stores: Default::default(),
         ip_values: Default::default(),
+        enumerated: files
+            .iter()
+            .find(|f| f.name == SCHEMA_FILE)
+            .and_then(|file| super::checked::enumerated_types(&file.text)),
+        checked_shapes: Default::default(),
     })
 }
 

@@ -6,6 +6,7 @@
 //! whose context does not match the schema is denied, and any evaluation error denies (Cedar
 //! itself would skip an erring policy, which for a `forbid` would be a silent allow).
 
+mod checked;
 mod context;
 mod decision;
 mod engine;
