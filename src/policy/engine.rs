@@ -16,6 +16,7 @@ use super::error::diagnostic_text;
 use super::index::{ActionSlice, EntityTypes, entity};
 use super::request::{PolicyRequest, Principal};
 use super::request_entities::{PrincipalStores, RequestEntities, with_bare_resource, with_user};
+use super::scopes::{CallSets, Narrowed, NarrowedSets, left_out};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
 
 /// Where a policy came from, for messages.
@@ -65,6 +66,8 @@ pub struct PolicySet {
     pub(crate) enumerated: Option<HashSet<String>>,
     /// The request shapes that passed the schema check.
     pub(crate) checked_shapes: CheckedShapes,
+    /// Slices narrowed to calls whose principal or resource some policies' scopes exclude.
+    pub(crate) narrowed: NarrowedSets,
 }
 
 impl PolicySet {
@@ -197,6 +200,7 @@ impl PolicySet {
             enforced: self.enforced.clone(),
             monitor: self.monitor.clone(),
             approvable: slice.approvable.clone(),
+            scopes: Vec::new(),
         };
         self.decide(request, &whole, false)
     }
@@ -233,10 +237,14 @@ impl PolicySet {
             Err(errors) => return Decision::error(action_name, &self.hash, errors),
         };
         let (cedar_request, entities) = prepared;
+        let sets = match self.call_sets(action_name, slice, &cedar_request) {
+            Ok(sets) => sets,
+            Err(error) => return Decision::error(action_name, &self.hash, vec![error]),
+        };
 
-        let enforced = match (&slice.approvable, approved) {
+        let enforced = match (sets.approvable(), approved) {
             (Some(approvable), true) => approvable,
-            _ => &slice.enforced,
+            _ => sets.enforced(),
         };
         let response = self
             .authorizer
@@ -255,12 +263,12 @@ impl PolicySet {
             self.hits(response.diagnostics().reason())
         };
 
-        let (monitor_hits, monitor_errors) = if slice.monitor.is_empty() {
+        let (monitor_hits, monitor_errors) = if sets.monitor().is_empty() {
             (Vec::new(), Vec::new())
         } else {
             let response = self
                 .authorizer
-                .is_authorized(&cedar_request, &slice.monitor, &entities);
+                .is_authorized(&cedar_request, sets.monitor(), &entities);
             let mut ids: BTreeSet<String> = response
                 .diagnostics()
                 .reason()
@@ -277,7 +285,7 @@ impl PolicySet {
         };
 
         let approval = if !allowed && !approved && errors.is_empty() {
-            self.approval_need(&determining, slice, &cedar_request, &entities)
+            self.approval_need(&determining, &sets, &cedar_request, &entities)
         } else {
             None
         };
@@ -299,11 +307,11 @@ impl PolicySet {
     fn approval_need(
         &self,
         determining: &[PolicyHit],
-        slice: &ActionSlice,
+        sets: &CallSets<'_>,
         request: &Request,
         entities: &Entities,
     ) -> Option<ApprovalNeed> {
-        let approvable = slice.approvable.as_ref()?;
+        let approvable = sets.approvable()?;
         let mut groups = determining
             .iter()
             .map(|hit| self.meta.get(&hit.id).and_then(|m| m.approval.as_deref()));
@@ -318,6 +326,27 @@ impl PolicySet {
             group: group.to_owned(),
             policies: determining.to_vec(),
         })
+    }
+
+    /// The sets `request` is decided with: `method`'s slice, or the slice without the policies
+    /// whose principal or resource scope cannot match the request (kept for later calls).
+    fn call_sets<'a>(
+        &self,
+        method: &str,
+        slice: &'a ActionSlice,
+        request: &Request,
+    ) -> Result<CallSets<'a>, String> {
+        let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
+            return Ok(CallSets::Slice(slice));
+        };
+        let Some(bits) = left_out(&slice.scopes, principal, resource) else {
+            return Ok(CallSets::Slice(slice));
+        };
+        let key = (method.to_string(), bits);
+        self.narrowed
+            .get_or_try_insert(&key, || Narrowed::new(slice, &key.1).map(Arc::new))
+            .map(CallSets::Narrowed)
+            .map_err(|e| format!("internal error: narrowing the policies: {e}"))
     }
 
     /// Builds the validated Cedar request and the entity store for it.

@@ -17,6 +17,7 @@ use cedar_policy as cedar;
 use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid};
 
 use super::request_entities::bare_entity_conforms;
+use super::scopes::{PolicyScopes, scopes_of};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
 
 /// The policies that can apply to one guarded method.
@@ -31,6 +32,9 @@ pub(crate) struct ActionSlice {
     /// `enforced` without its `@approval` forbids, when it has any: what decides a call
     /// whose approval was granted (and whether a permit would match without them).
     pub(crate) approvable: Option<cedar::PolicySet>,
+    /// The `==` and `is` principal and resource scopes of the slice's policies, which narrow
+    /// the slice to a call (see `scopes`).
+    pub(crate) scopes: Vec<PolicyScopes>,
 }
 
 /// The decision index of a loaded set: the per-method slices and the parsed type names.
@@ -70,9 +74,12 @@ pub(crate) fn slice_by_action(
         let groups: Option<HashSet<EntityUid>> = action_entities
             .ancestors(&action)
             .map(|ancestors| ancestors.cloned().collect());
+        let enforced = subset(enforced, &action, groups.as_ref())?;
+        let monitor = subset(monitor, &action, groups.as_ref())?;
         let slice = ActionSlice {
-            enforced: subset(enforced, &action, groups.as_ref())?,
-            monitor: subset(monitor, &action, groups.as_ref())?,
+            scopes: scopes_of([&enforced, &monitor]),
+            enforced,
+            monitor,
             approvable: None,
             action,
         };

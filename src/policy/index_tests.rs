@@ -190,6 +190,53 @@ fn a_shape_the_check_refused_is_refused_after_one_that_passed() {
     assert_eq!(set.checked_shapes.len(), 1);
 }
 
+#[test]
+fn policies_scoped_to_another_user_or_host_are_left_out_of_a_call() {
+    let extra = [
+        (
+            "other-user.cedar".to_string(),
+            "@id(\"other-user\")\nforbid (principal == VSphere::User::\"VSPHERE.LOCAL\\\\other\", action == VSphere::Action::\"RebootHost_Task\", resource);\n".to_string(),
+        ),
+        (
+            "host-99.cedar".to_string(),
+            "@id(\"host-99\")\n@mode(\"monitor\")\nforbid (principal, action, resource == VSphere::HostSystem::\"host-99\");\n".to_string(),
+        ),
+    ];
+    let set = load(shipped_with(&extra).path());
+    let call = |user: &str, host: &str| PolicyRequest {
+        principal: Principal::User {
+            name: format!("VSPHERE.LOCAL\\{user}"),
+            groups: vec![],
+        },
+        action: "RebootHost_Task".to_string(),
+        resource: Resource::new("HostSystem", host),
+        context: json!({ "protocol": "json", "indirect": false, "route": "direct",
+                         "client_ip": "10.0.0.1", "hour_utc": 10, "weekday": 1 }),
+    };
+    let ids = |hits: &[PolicyHit]| hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+
+    // Neither policy can match: both are left out, and the call is allowed as before.
+    let admin = set.evaluate(&call("Administrator", "host-21"));
+    assert!(admin.allowed && admin.monitor_hits.is_empty(), "{admin:?}");
+    assert_eq!(set.narrowed.len(), 1, "one narrowed slice kept");
+    assert_eq!(set.evaluate(&call("Administrator", "host-21")), admin);
+    assert_eq!(set.narrowed.len(), 1);
+
+    // Both match: nothing is left out, and both decide.
+    let other = set.evaluate(&call("other", "host-99"));
+    assert!(!other.allowed, "{other:?}");
+    assert_eq!(ids(&other.determining), ["other-user"]);
+    assert_eq!(ids(&other.monitor_hits), ["host-99"]);
+    assert_eq!(
+        set.narrowed.len(),
+        1,
+        "the whole slice needs no narrowed copy"
+    );
+    for request in [call("Administrator", "host-21"), call("other", "host-99")] {
+        assert_eq!(set.evaluate(&request), set.evaluate_unsliced(&request));
+    }
+}
+
 /// Compares the indexed and the whole-set decision on every request of the table (every
 /// `stride`-th one); returns how many were compared and how many of each outcome were seen.
 fn assert_equivalent(set: &PolicySet, stride: usize) -> (usize, usize, usize, usize) {

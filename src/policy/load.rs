@@ -211,6 +211,7 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
             .find(|f| f.name == SCHEMA_FILE)
             .and_then(|file| super::checked::enumerated_types(&file.text)),
         checked_shapes: Default::default(),
+        narrowed: Default::default(),
     })
 }
 

@@ -18,6 +18,7 @@ mod kept;
 mod load;
 mod request;
 mod request_entities;
+mod scopes;
 mod store;
 #[cfg(test)]
 mod synthetic;
