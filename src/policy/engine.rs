@@ -13,10 +13,10 @@ use super::checked::{CheckedShapes, ShapeKey};
 use super::context::{IpValues, fast_context};
 use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
-use super::index::{ActionSlice, EntityTypes, entity};
+use super::index::{ActionSlice, EntityTypes, SliceSets, entity};
 use super::request::{PolicyRequest, Principal};
 use super::request_entities::{PrincipalStores, RequestEntities, with_bare_resource, with_user};
-use super::scopes::{CallSets, Narrowed, NarrowedSets, left_out};
+use super::scopes::{NarrowedSets, left_out, narrowed};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
 
 /// Where a policy came from, for messages.
@@ -197,9 +197,11 @@ impl PolicySet {
         };
         let whole = ActionSlice {
             action: slice.action.clone(),
-            enforced: self.enforced.clone(),
-            monitor: self.monitor.clone(),
-            approvable: slice.approvable.clone(),
+            sets: Arc::new(SliceSets {
+                enforced: self.enforced.clone(),
+                monitor: self.monitor.clone(),
+                approvable: slice.sets.approvable.clone(),
+            }),
             scopes: Vec::new(),
         };
         self.decide(request, &whole, false)
@@ -242,9 +244,9 @@ impl PolicySet {
             Err(error) => return Decision::error(action_name, &self.hash, vec![error]),
         };
 
-        let enforced = match (sets.approvable(), approved) {
+        let enforced = match (&sets.approvable, approved) {
             (Some(approvable), true) => approvable,
-            _ => sets.enforced(),
+            _ => &sets.enforced,
         };
         let response = self
             .authorizer
@@ -263,12 +265,12 @@ impl PolicySet {
             self.hits(response.diagnostics().reason())
         };
 
-        let (monitor_hits, monitor_errors) = if sets.monitor().is_empty() {
+        let (monitor_hits, monitor_errors) = if sets.monitor.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             let response = self
                 .authorizer
-                .is_authorized(&cedar_request, sets.monitor(), &entities);
+                .is_authorized(&cedar_request, &sets.monitor, &entities);
             let mut ids: BTreeSet<String> = response
                 .diagnostics()
                 .reason()
@@ -307,11 +309,11 @@ impl PolicySet {
     fn approval_need(
         &self,
         determining: &[PolicyHit],
-        sets: &CallSets<'_>,
+        sets: &SliceSets,
         request: &Request,
         entities: &Entities,
     ) -> Option<ApprovalNeed> {
-        let approvable = sets.approvable()?;
+        let approvable = sets.approvable.as_ref()?;
         let mut groups = determining
             .iter()
             .map(|hit| self.meta.get(&hit.id).and_then(|m| m.approval.as_deref()));
@@ -330,22 +332,21 @@ impl PolicySet {
 
     /// The sets `request` is decided with: `method`'s slice, or the slice without the policies
     /// whose principal or resource scope cannot match the request (kept for later calls).
-    fn call_sets<'a>(
+    fn call_sets(
         &self,
         method: &str,
-        slice: &'a ActionSlice,
+        slice: &ActionSlice,
         request: &Request,
-    ) -> Result<CallSets<'a>, String> {
+    ) -> Result<Arc<SliceSets>, String> {
         let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
-            return Ok(CallSets::Slice(slice));
+            return Ok(slice.sets.clone());
         };
         let Some(bits) = left_out(&slice.scopes, principal, resource) else {
-            return Ok(CallSets::Slice(slice));
+            return Ok(slice.sets.clone());
         };
         let key = (method.to_string(), bits);
         self.narrowed
-            .get_or_try_insert(&key, || Narrowed::new(slice, &key.1).map(Arc::new))
-            .map(CallSets::Narrowed)
+            .get_or_try_insert(&key, || narrowed(slice, &key.1).map(Arc::new))
             .map_err(|e| format!("internal error: narrowing the policies: {e}"))
     }
 

@@ -12,9 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy as cedar;
-use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid};
+use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid, PolicyId};
 
 use super::request_entities::bare_entity_conforms;
 use super::scopes::{PolicyScopes, scopes_of};
@@ -25,16 +26,38 @@ use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
 pub(crate) struct ActionSlice {
     /// `VSphere::Action::"<method>"`.
     pub(crate) action: EntityUid,
-    /// The enforced policies whose action scope can match the method, in load order.
+    /// The policies whose action scope can match the method.
+    pub(crate) sets: Arc<SliceSets>,
+    /// The `==` and `is` principal and resource scopes of the slice's policies, which narrow
+    /// the slice to a call (see `scopes`).
+    pub(crate) scopes: Vec<PolicyScopes>,
+}
+
+/// The policy sets one decision evaluates.
+#[derive(Debug)]
+pub(crate) struct SliceSets {
+    /// The enforced policies, in load order.
     pub(crate) enforced: cedar::PolicySet,
-    /// The monitor-mode policies whose action scope can match the method, in load order.
+    /// The monitor-mode policies, in load order.
     pub(crate) monitor: cedar::PolicySet,
     /// `enforced` without its `@approval` forbids, when it has any: what decides a call
     /// whose approval was granted (and whether a permit would match without them).
     pub(crate) approvable: Option<cedar::PolicySet>,
-    /// The `==` and `is` principal and resource scopes of the slice's policies, which narrow
-    /// the slice to a call (see `scopes`).
-    pub(crate) scopes: Vec<PolicyScopes>,
+}
+
+impl SliceSets {
+    /// These sets without the policies `out` names.
+    pub(crate) fn without(&self, out: impl Fn(&PolicyId) -> bool) -> Result<Self, String> {
+        Ok(Self {
+            enforced: filtered(&self.enforced, &out)?,
+            monitor: filtered(&self.monitor, &out)?,
+            approvable: self
+                .approvable
+                .as_ref()
+                .map(|set| filtered(set, &out))
+                .transpose()?,
+        })
+    }
 }
 
 /// The decision index of a loaded set: the per-method slices and the parsed type names.
@@ -46,21 +69,19 @@ pub(crate) fn build(
     resource_types: &HashSet<String>,
     approval_ids: &HashSet<String>,
 ) -> Result<(HashMap<String, ActionSlice>, EntityTypes), String> {
-    let mut slices = slice_by_action(schema, methods, enforced, monitor)?;
-    for slice in slices.values_mut() {
-        slice.approvable = without_approval(&slice.enforced, approval_ids)?;
-    }
+    let slices = slice_by_action(schema, methods, enforced, monitor, approval_ids)?;
     let types = EntityTypes::new(schema, resource_types)?;
     Ok((slices, types))
 }
 
 /// Builds one [`ActionSlice`] per method in `methods`, resolving action groups through the
-/// schema's action hierarchy.
-pub(crate) fn slice_by_action(
+/// schema's action hierarchy; `approval_ids` are the `@approval` forbids.
+fn slice_by_action(
     schema: &cedar::Schema,
     methods: &[String],
     enforced: &cedar::PolicySet,
     monitor: &cedar::PolicySet,
+    approval_ids: &HashSet<String>,
 ) -> Result<HashMap<String, ActionSlice>, String> {
     let action_entities = schema
         .action_entities()
@@ -78,9 +99,11 @@ pub(crate) fn slice_by_action(
         let monitor = subset(monitor, &action, groups.as_ref())?;
         let slice = ActionSlice {
             scopes: scopes_of([&enforced, &monitor]),
-            enforced,
-            monitor,
-            approvable: None,
+            sets: Arc::new(SliceSets {
+                approvable: without_approval(&enforced, approval_ids)?,
+                enforced,
+                monitor,
+            }),
             action,
         };
         slices.insert(method.clone(), slice);
@@ -93,21 +116,24 @@ fn without_approval(
     set: &cedar::PolicySet,
     approval_ids: &HashSet<String>,
 ) -> Result<Option<cedar::PolicySet>, String> {
-    if !set
-        .policies()
-        .any(|p| approval_ids.contains(&p.id().to_string()))
-    {
+    let named = |id: &PolicyId| approval_ids.contains(&id.to_string());
+    if !set.policies().any(|p| named(p.id())) {
         return Ok(None);
     }
-    let mut out = cedar::PolicySet::new();
-    for policy in set
-        .policies()
-        .filter(|p| !approval_ids.contains(&p.id().to_string()))
-    {
-        out.add(policy.clone())
+    filtered(set, named).map(Some)
+}
+
+/// The policies of `set` (in order) that `out` does not name.
+fn filtered(
+    set: &cedar::PolicySet,
+    out: impl Fn(&PolicyId) -> bool,
+) -> Result<cedar::PolicySet, String> {
+    let mut kept = cedar::PolicySet::new();
+    for policy in set.policies().filter(|p| !out(p.id())) {
+        kept.add(policy.clone())
             .map_err(|e| format!("policy {}: {e}", policy.id()))?;
     }
-    Ok(Some(out))
+    Ok(kept)
 }
 
 /// The policies of `set` (in order) whose action scope can match `action`; those whose scope

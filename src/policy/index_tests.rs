@@ -375,11 +375,12 @@ fn each_method_evaluates_only_the_policies_that_can_apply_to_it() {
     let total = set.enforced.policies().count() + set.monitor.policies().count();
     for method in set.guarded_actions() {
         let slice = &set.slices[&method];
-        let sliced = slice.enforced.policies().count() + slice.monitor.policies().count();
+        let sliced = slice.sets.enforced.policies().count() + slice.sets.monitor.policies().count();
         // Unconstrained, single-method, list and group scopes: each method sees a fraction.
         assert!(sliced * 2 < total, "{method}: {sliced} of {total}");
         assert!(
             slice
+                .sets
                 .enforced
                 .policy(&cedar_policy::PolicyId::new("baseline-permit"))
                 .is_some(),
@@ -389,6 +390,7 @@ fn each_method_evaluates_only_the_policies_that_can_apply_to_it() {
     let reboot = &set.slices["RebootHost_Task"];
     assert!(
         reboot
+            .sets
             .enforced
             .policy(&cedar_policy::PolicyId::new("maintenance-needs-ticket"))
             .is_none()

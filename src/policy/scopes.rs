@@ -10,14 +10,14 @@ use std::sync::Arc;
 use cedar_policy as cedar;
 use cedar_policy::{EntityTypeName, EntityUid, PolicyId, PrincipalConstraint, ResourceConstraint};
 
-use super::index::ActionSlice;
+use super::index::{ActionSlice, SliceSets};
 use super::kept::Kept;
 
 /// How many narrowed sets a loaded policy set keeps (per method and left-out policies).
 const KEPT_NARROWED: usize = 256;
 
 /// Narrowed sets kept by method and left-out policies.
-pub(crate) type NarrowedSets = Kept<(String, Box<[u64]>), Arc<Narrowed>, KEPT_NARROWED>;
+pub(crate) type NarrowedSets = Kept<(String, Box<[u64]>), Arc<SliceSets>, KEPT_NARROWED>;
 
 /// A principal or resource scope as far as the call's own entity tells it.
 #[derive(Debug)]
@@ -103,74 +103,17 @@ pub(crate) fn left_out(
     bits
 }
 
-/// A slice's sets without some of its policies.
-#[derive(Debug)]
-pub(crate) struct Narrowed {
-    enforced: cedar::PolicySet,
-    monitor: cedar::PolicySet,
-    approvable: Option<cedar::PolicySet>,
-}
-
-impl Narrowed {
-    /// `slice`'s sets without the policies of `slice.scopes` set in `bits`.
-    pub(crate) fn new(slice: &ActionSlice, bits: &[u64]) -> Result<Self, String> {
-        let out: HashSet<&PolicyId> = slice
-            .scopes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                bits.get(i / 64)
-                    .is_some_and(|word| word & (1 << (i % 64)) != 0)
-            })
-            .map(|(_, scope)| &scope.id)
-            .collect();
-        let keep = |set: &cedar::PolicySet| -> Result<cedar::PolicySet, String> {
-            let mut kept = cedar::PolicySet::new();
-            for policy in set.policies().filter(|p| !out.contains(p.id())) {
-                kept.add(policy.clone())
-                    .map_err(|e| format!("policy {}: {e}", policy.id()))?;
-            }
-            Ok(kept)
-        };
-        Ok(Self {
-            enforced: keep(&slice.enforced)?,
-            monitor: keep(&slice.monitor)?,
-            approvable: slice.approvable.as_ref().map(keep).transpose()?,
+/// `slice`'s sets without the policies of `slice.scopes` set in `bits`.
+pub(crate) fn narrowed(slice: &ActionSlice, bits: &[u64]) -> Result<SliceSets, String> {
+    let out: HashSet<&PolicyId> = slice
+        .scopes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            bits.get(i / 64)
+                .is_some_and(|word| word & (1 << (i % 64)) != 0)
         })
-    }
-}
-
-/// The sets one call evaluates: its method's slice, or the slice narrowed to the call.
-#[derive(Debug)]
-pub(crate) enum CallSets<'a> {
-    /// Every policy of the slice may match.
-    Slice(&'a ActionSlice),
-    /// Some may not.
-    Narrowed(Arc<Narrowed>),
-}
-
-impl CallSets<'_> {
-    /// The enforced policies.
-    pub(crate) fn enforced(&self) -> &cedar::PolicySet {
-        match self {
-            Self::Slice(slice) => &slice.enforced,
-            Self::Narrowed(narrowed) => &narrowed.enforced,
-        }
-    }
-
-    /// The monitor-mode policies.
-    pub(crate) fn monitor(&self) -> &cedar::PolicySet {
-        match self {
-            Self::Slice(slice) => &slice.monitor,
-            Self::Narrowed(narrowed) => &narrowed.monitor,
-        }
-    }
-
-    /// The enforced policies without the `@approval` forbids, when there are any in the slice.
-    pub(crate) fn approvable(&self) -> Option<&cedar::PolicySet> {
-        match self {
-            Self::Slice(slice) => slice.approvable.as_ref(),
-            Self::Narrowed(narrowed) => narrowed.approvable.as_ref(),
-        }
-    }
+        .map(|(_, scope)| &scope.id)
+        .collect();
+    slice.sets.without(|id| out.contains(id))
 }
