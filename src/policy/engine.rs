@@ -5,11 +5,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy as cedar;
-use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, Request,
-};
+use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid, Request};
 
 use super::checked::{CheckedShapes, ShapeKey};
+use super::compiled::{Policies, Verdict};
 use super::context::{IpValues, fast_context};
 use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
@@ -18,6 +17,10 @@ use super::request::{PolicyRequest, Principal};
 use super::request_entities::{PrincipalStores, RequestEntities, with_bare_resource, with_user};
 use super::scopes::{NarrowedSets, left_out, narrowed};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
+
+/// How a decision combines a set of policies for a request (Cedar's authorizer or the same
+/// combination of the compiled policies).
+type Authorize = fn(&Policies, &Request, &Entities) -> Verdict;
 
 /// Where a policy came from, for messages.
 #[derive(Debug, Clone)]
@@ -53,7 +56,6 @@ pub struct PolicySet {
     pub(crate) groups: HashSet<String>,
     /// Entity type basenames a resource may be evaluated as (declared, not principals).
     pub(crate) resource_types: HashSet<String>,
-    pub(crate) authorizer: Authorizer,
     /// Per guarded method: the policies that can apply to it (see `index`).
     pub(crate) slices: HashMap<String, ActionSlice>,
     /// Entity type names parsed at load.
@@ -173,7 +175,7 @@ impl PolicySet {
             Some(slice) if self.guarded_set.contains(action_name) => slice,
             _ => return self.not_a_method(action_name),
         };
-        self.decide(request, slice, false)
+        self.decide(request, slice, false, Policies::authorize)
     }
 
     /// Decides on a call whose approval was granted: its `@approval` forbids are lifted; every
@@ -184,11 +186,11 @@ impl PolicySet {
             Some(slice) if self.guarded_set.contains(action_name) => slice,
             _ => return self.not_a_method(action_name),
         };
-        self.decide(request, slice, true)
+        self.decide(request, slice, true, Policies::authorize)
     }
 
-    /// [`Self::evaluate`] against the whole enforced and monitor sets, unsliced: the
-    /// reference the index is tested against.
+    /// [`Self::evaluate`] against the whole enforced and monitor sets, unsliced and by Cedar's
+    /// own authorizer: the reference the index and the compiled policies are tested against.
     #[cfg(test)]
     pub(crate) fn evaluate_unsliced(&self, request: &PolicyRequest) -> Decision {
         let action_name = request.action.as_str();
@@ -197,14 +199,14 @@ impl PolicySet {
         };
         let whole = ActionSlice {
             action: slice.action.clone(),
-            sets: Arc::new(SliceSets {
-                enforced: self.enforced.clone(),
-                monitor: self.monitor.clone(),
-                approvable: slice.sets.approvable.clone(),
-            }),
+            sets: Arc::new(SliceSets::new(
+                &self.enforced,
+                &self.monitor,
+                &approval_ids(&self.meta),
+            )),
             scopes: Vec::new(),
         };
-        self.decide(request, &whole, false)
+        self.decide(request, &whole, false, Policies::authorize_by_cedar)
     }
 
     /// `context` as Cedar's schema-directed JSON parser reads it for `action`: the reference
@@ -231,63 +233,55 @@ impl PolicySet {
         Decision::error(action_name, &self.hash, vec![message])
     }
 
-    /// Decides on one call with the policies of `slice`.
-    fn decide(&self, request: &PolicyRequest, slice: &ActionSlice, approved: bool) -> Decision {
+    /// Decides on one call with the policies of `slice`, combined by `authorize`.
+    fn decide(
+        &self,
+        request: &PolicyRequest,
+        slice: &ActionSlice,
+        approved: bool,
+        authorize: Authorize,
+    ) -> Decision {
         let action_name = request.action.as_str();
-        let prepared = match self.prepare(request, &slice.action) {
+        let (cedar_request, entities) = match self.prepare(request, &slice.action) {
             Ok(prepared) => prepared,
             Err(errors) => return Decision::error(action_name, &self.hash, errors),
         };
-        let (cedar_request, entities) = prepared;
-        let sets = match self.call_sets(action_name, slice, &cedar_request) {
-            Ok(sets) => sets,
-            Err(error) => return Decision::error(action_name, &self.hash, vec![error]),
-        };
+        let sets = self.call_sets(action_name, slice, &cedar_request);
 
         let enforced = match (&sets.approvable, approved) {
             (Some(approvable), true) => approvable,
             _ => &sets.enforced,
         };
-        let response = self
-            .authorizer
-            .is_authorized(&cedar_request, enforced, &entities);
-        let errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(authorization_error_text)
-            .collect();
-        let cedar_allowed = response.decision() == cedar::Decision::Allow;
-        let allowed = cedar_allowed && errors.is_empty();
+        let verdict = authorize(enforced, &cedar_request, &entities);
+        let errors: Vec<String> = verdict.errors.into_iter().map(|(_, text)| text).collect();
+        let allowed = verdict.allowed && errors.is_empty();
         // A Cedar allow overruled by an error has no determining forbid.
-        let determining = if cedar_allowed && !allowed {
+        let determining = if verdict.allowed && !allowed {
             Vec::new()
         } else {
-            self.hits(response.diagnostics().reason())
+            self.hits(verdict.determining.iter())
         };
 
         let (monitor_hits, monitor_errors) = if sets.monitor.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let response = self
-                .authorizer
-                .is_authorized(&cedar_request, &sets.monitor, &entities);
-            let mut ids: BTreeSet<String> = response
-                .diagnostics()
-                .reason()
+            let verdict = authorize(&sets.monitor, &cedar_request, &entities);
+            let mut ids: BTreeSet<String> = verdict
+                .determining
+                .iter()
                 .map(ToString::to_string)
                 .collect();
             let mut monitor_errors = Vec::new();
-            for error in response.diagnostics().errors() {
+            for (id, text) in verdict.errors {
                 // An erring monitor forbid would deny (fail closed) if it were enforced.
-                let AuthorizationError::PolicyEvaluationError(e) = error;
-                ids.insert(e.policy_id().to_string());
-                monitor_errors.push(authorization_error_text(error));
+                ids.insert(id.to_string());
+                monitor_errors.push(text);
             }
             (self.hits_from_ids(ids), monitor_errors)
         };
 
         let approval = if !allowed && !approved && errors.is_empty() {
-            self.approval_need(&determining, &sets, &cedar_request, &entities)
+            self.approval_need(&determining, &sets, &cedar_request, &entities, authorize)
         } else {
             None
         };
@@ -312,6 +306,7 @@ impl PolicySet {
         sets: &SliceSets,
         request: &Request,
         entities: &Entities,
+        authorize: Authorize,
     ) -> Option<ApprovalNeed> {
         let approvable = sets.approvable.as_ref()?;
         let mut groups = determining
@@ -321,9 +316,8 @@ impl PolicySet {
         if !groups.all(|g| g == Some(group)) {
             return None;
         }
-        let response = self.authorizer.is_authorized(request, approvable, entities);
-        let permitted = response.decision() == cedar::Decision::Allow
-            && response.diagnostics().errors().next().is_none();
+        let verdict = authorize(approvable, request, entities);
+        let permitted = verdict.allowed && verdict.errors.is_empty();
         permitted.then(|| ApprovalNeed {
             group: group.to_owned(),
             policies: determining.to_vec(),
@@ -332,22 +326,21 @@ impl PolicySet {
 
     /// The sets `request` is decided with: `method`'s slice, or the slice without the policies
     /// whose principal or resource scope cannot match the request (kept for later calls).
-    fn call_sets(
-        &self,
-        method: &str,
-        slice: &ActionSlice,
-        request: &Request,
-    ) -> Result<Arc<SliceSets>, String> {
+    fn call_sets(&self, method: &str, slice: &ActionSlice, request: &Request) -> Arc<SliceSets> {
         let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
-            return Ok(slice.sets.clone());
+            return slice.sets.clone();
         };
         let Some(bits) = left_out(&slice.scopes, principal, resource) else {
-            return Ok(slice.sets.clone());
+            return slice.sets.clone();
         };
         let key = (method.to_string(), bits);
-        self.narrowed
-            .get_or_try_insert(&key, || narrowed(slice, &key.1).map(Arc::new))
-            .map_err(|e| format!("internal error: narrowing the policies: {e}"))
+        let narrowed = self.narrowed.get_or_try_insert(&key, || {
+            Ok::<_, std::convert::Infallible>(Arc::new(narrowed(slice, &key.1)))
+        });
+        match narrowed {
+            Ok(sets) => sets,
+            Err(never) => match never {},
+        }
     }
 
     /// Builds the validated Cedar request and the entity store for it.
@@ -454,6 +447,14 @@ impl PolicySet {
     }
 }
 
+/// The ids of the `@approval` forbids among `meta`.
+pub(crate) fn approval_ids(meta: &BTreeMap<String, PolicyMeta>) -> HashSet<String> {
+    meta.iter()
+        .filter(|(_, m)| m.approval.is_some())
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 /// `VSphere::<ty>::"<id>"`.
 pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
     let type_name = EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}"))
@@ -462,10 +463,4 @@ pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
         type_name,
         EntityId::new(id),
     ))
-}
-
-/// `policy <id>: <error>` for an evaluation error reported by the authorizer.
-fn authorization_error_text(error: &AuthorizationError) -> String {
-    let AuthorizationError::PolicyEvaluationError(e) = error;
-    format!("policy {}: {}", e.policy_id(), e.inner())
 }

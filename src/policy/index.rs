@@ -17,6 +17,7 @@ use std::sync::Arc;
 use cedar_policy as cedar;
 use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid, PolicyId};
 
+use super::compiled::Policies;
 use super::request_entities::bare_entity_conforms;
 use super::scopes::{PolicyScopes, scopes_of};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
@@ -37,26 +38,41 @@ pub(crate) struct ActionSlice {
 #[derive(Debug)]
 pub(crate) struct SliceSets {
     /// The enforced policies, in load order.
-    pub(crate) enforced: cedar::PolicySet,
+    pub(crate) enforced: Policies,
     /// The monitor-mode policies, in load order.
-    pub(crate) monitor: cedar::PolicySet,
+    pub(crate) monitor: Policies,
     /// `enforced` without its `@approval` forbids, when it has any: what decides a call
     /// whose approval was granted (and whether a permit would match without them).
-    pub(crate) approvable: Option<cedar::PolicySet>,
+    pub(crate) approvable: Option<Policies>,
 }
 
 impl SliceSets {
+    /// The sets of `enforced` and `monitor`; `approval_ids` are the `@approval` forbids.
+    pub(crate) fn new(
+        enforced: &cedar::PolicySet,
+        monitor: &cedar::PolicySet,
+        approval_ids: &HashSet<String>,
+    ) -> Self {
+        let enforced = Policies::compile(enforced);
+        let named = |id: &PolicyId| approval_ids.contains(&id.to_string());
+        let approvable = enforced
+            .iter()
+            .any(|p| named(p.id()))
+            .then(|| enforced.without(named));
+        Self {
+            enforced,
+            monitor: Policies::compile(monitor),
+            approvable,
+        }
+    }
+
     /// These sets without the policies `out` names.
-    pub(crate) fn without(&self, out: impl Fn(&PolicyId) -> bool) -> Result<Self, String> {
-        Ok(Self {
-            enforced: filtered(&self.enforced, &out)?,
-            monitor: filtered(&self.monitor, &out)?,
-            approvable: self
-                .approvable
-                .as_ref()
-                .map(|set| filtered(set, &out))
-                .transpose()?,
-        })
+    pub(crate) fn without(&self, out: impl Fn(&PolicyId) -> bool) -> Self {
+        Self {
+            enforced: self.enforced.without(&out),
+            monitor: self.monitor.without(&out),
+            approvable: self.approvable.as_ref().map(|set| set.without(&out)),
+        }
     }
 }
 
@@ -99,41 +115,12 @@ fn slice_by_action(
         let monitor = subset(monitor, &action, groups.as_ref())?;
         let slice = ActionSlice {
             scopes: scopes_of([&enforced, &monitor]),
-            sets: Arc::new(SliceSets {
-                approvable: without_approval(&enforced, approval_ids)?,
-                enforced,
-                monitor,
-            }),
+            sets: Arc::new(SliceSets::new(&enforced, &monitor, approval_ids)),
             action,
         };
         slices.insert(method.clone(), slice);
     }
     Ok(slices)
-}
-
-/// `set` without the policies named in `approval_ids`; `None` when it has none of them.
-fn without_approval(
-    set: &cedar::PolicySet,
-    approval_ids: &HashSet<String>,
-) -> Result<Option<cedar::PolicySet>, String> {
-    let named = |id: &PolicyId| approval_ids.contains(&id.to_string());
-    if !set.policies().any(|p| named(p.id())) {
-        return Ok(None);
-    }
-    filtered(set, named).map(Some)
-}
-
-/// The policies of `set` (in order) that `out` does not name.
-fn filtered(
-    set: &cedar::PolicySet,
-    out: impl Fn(&PolicyId) -> bool,
-) -> Result<cedar::PolicySet, String> {
-    let mut kept = cedar::PolicySet::new();
-    for policy in set.policies().filter(|p| !out(p.id())) {
-        kept.add(policy.clone())
-            .map_err(|e| format!("policy {}: {e}", policy.id()))?;
-    }
-    Ok(kept)
 }
 
 /// The policies of `set` (in order) whose action scope can match `action`; those whose scope

@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cedar_policy as cedar;
-use cedar_policy::{
-    Authorizer, Context, Effect, Entities, Entity, PolicyId, ValidationMode, Validator,
-};
+use cedar_policy::{Context, Effect, Entities, Entity, PolicyId, ValidationMode, Validator};
 use sha2::{Digest, Sha256};
 
-use super::engine::{PolicyMeta, PolicySet, uid};
+use super::engine::{PolicyMeta, PolicySet, approval_ids, uid};
 use super::error::{LoadError, LoadErrors, diagnostic_text, from_diagnostic};
 use super::{
     ENTITIES_FILE, MANAGED_OBJECT_TYPE, NAMESPACE, POLICY_EXTENSION, SCHEMA_FILE,
@@ -183,11 +181,7 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         &enforced,
         &monitor,
         &resource_types,
-        &meta
-            .iter()
-            .filter(|(_, m)| m.approval.is_some())
-            .map(|(id, _)| id.clone())
-            .collect(),
+        &approval_ids(&meta),
     )
     .map_err(|e| LoadErrors::one(LoadError::general(e)))?;
     Ok(PolicySet {
@@ -201,7 +195,6 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         guarded_set,
         groups: actions.groups,
         resource_types,
-        authorizer: Authorizer::new(),
         slices,
         types,
         principal_stores: Default::default(),

@@ -7,6 +7,7 @@
 //! itself would skip an erring policy, which for a `forbid` would be a silent allow).
 
 mod checked;
+mod compiled;
 mod context;
 mod decision;
 mod engine;

@@ -104,7 +104,7 @@ pub(crate) fn left_out(
 }
 
 /// `slice`'s sets without the policies of `slice.scopes` set in `bits`.
-pub(crate) fn narrowed(slice: &ActionSlice, bits: &[u64]) -> Result<SliceSets, String> {
+pub(crate) fn narrowed(slice: &ActionSlice, bits: &[u64]) -> SliceSets {
     let out: HashSet<&PolicyId> = slice
         .scopes
         .iter()
