@@ -57,6 +57,10 @@ impl CheckedShapes {
     }
 }
 
+/// Bytes reserved for a key: the largest contexts (a maintenance spec) take a few hundred, and
+/// a key that outgrows its buffer is copied each time it doubles.
+const SHAPE_KEY_CAPACITY: usize = 512;
+
 /// What the schema check of one request depends on, encoded without ambiguity: each name is
 /// length-prefixed and each value starts with a tag byte.
 #[derive(Debug)]
@@ -73,7 +77,7 @@ impl ShapeKey {
         resource: (&str, Option<&str>),
     ) -> Self {
         let mut key = Self {
-            bytes: Vec::with_capacity(128),
+            bytes: Vec::with_capacity(SHAPE_KEY_CAPACITY),
         };
         key.name(action);
         for (ty, id) in [principal, resource] {

@@ -34,23 +34,23 @@ pub(super) fn fast_context(
         return None;
     };
     shape.record();
-    let pairs = fields
-        .iter()
-        .map(|(name, value)| {
-            shape.field(name);
-            let value = match (name.as_str(), value) {
-                (CLIENT_IP, Value::String(address)) => {
-                    shape.ip();
-                    let Ok(value) = ip_values.get_or_try_insert(address.as_str(), || {
-                        Ok::<_, Infallible>(RestrictedExpression::new_ip(address))
-                    });
-                    value
-                }
-                _ => restricted(value, shape)?,
-            };
-            Some((name.clone(), value))
-        })
-        .collect::<Option<Vec<_>>>()?;
+    // Sized up front: collecting into `Option<Vec<_>>` knows no length and grows the vector
+    // by doubling.
+    let mut pairs = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        shape.field(name);
+        let value = match (name.as_str(), value) {
+            (CLIENT_IP, Value::String(address)) => {
+                shape.ip();
+                let Ok(value) = ip_values.get_or_try_insert(address.as_str(), || {
+                    Ok::<_, Infallible>(RestrictedExpression::new_ip(address))
+                });
+                value
+            }
+            _ => restricted(value, shape)?,
+        };
+        pairs.push((name.clone(), value));
+    }
     shape.end();
     Context::from_pairs(pairs).ok()
 }
@@ -71,24 +71,22 @@ fn restricted(value: &Value, shape: &mut ShapeKey) -> Option<RestrictedExpressio
         }
         Value::Array(items) => {
             shape.set();
-            let items = items
-                .iter()
-                .map(|item| restricted(item, shape))
-                .collect::<Option<Vec<_>>>()?;
+            let mut elements = Vec::with_capacity(items.len());
+            for item in items {
+                elements.push(restricted(item, shape)?);
+            }
             shape.end();
-            RestrictedExpression::new_set(items)
+            RestrictedExpression::new_set(elements)
         }
         Value::Object(fields) => {
             shape.record();
-            let fields = fields
-                .iter()
-                .map(|(name, value)| {
-                    shape.field(name);
-                    Some((name.clone(), restricted(value, shape)?))
-                })
-                .collect::<Option<Vec<_>>>()?;
+            let mut pairs = Vec::with_capacity(fields.len());
+            for (name, value) in fields {
+                shape.field(name);
+                pairs.push((name.clone(), restricted(value, shape)?));
+            }
             shape.end();
-            RestrictedExpression::new_record(fields).ok()?
+            RestrictedExpression::new_record(pairs).ok()?
         }
         Value::Null => return None,
     })
