@@ -27,7 +27,7 @@ struct CompiledPolicy {
 pub(crate) struct Policies(Vec<Arc<CompiledPolicy>>);
 
 /// What a set of policies says about one request, as Cedar's authorizer answers it.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Verdict {
     /// A permit matched and no forbid did.
     pub(crate) allowed: bool,
@@ -110,8 +110,7 @@ impl Policies {
         let set = cedar::PolicySet::from_policies(self.iter().cloned())
             .expect("the policies came from one set");
         let response = cedar::Authorizer::new().is_authorized(request, &set, entities);
-        let mut determining: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
-        determining.sort_by_key(ToString::to_string);
+        let determining = response.diagnostics().reason().cloned().collect();
         let errors = response
             .diagnostics()
             .errors()

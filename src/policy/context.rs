@@ -2,8 +2,6 @@
 //! parser, whose schema-directed pass tries each value form in turn and builds and drops an
 //! error for every miss: most of a decision's time before this path existed (BENCHMARKS.md).
 
-use std::convert::Infallible;
-
 use cedar_policy::{Context, RestrictedExpression};
 use serde_json::Value;
 
@@ -42,10 +40,7 @@ pub(super) fn fast_context(
         let value = match (name.as_str(), value) {
             (CLIENT_IP, Value::String(address)) => {
                 shape.ip();
-                let Ok(value) = ip_values.get_or_try_insert(address.as_str(), || {
-                    Ok::<_, Infallible>(RestrictedExpression::new_ip(address))
-                });
-                value
+                ip_values.get_or_insert(address.as_str(), || RestrictedExpression::new_ip(address))
             }
             _ => restricted(value, shape)?,
         };

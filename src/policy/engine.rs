@@ -334,13 +334,8 @@ impl PolicySet {
             return slice.sets.clone();
         };
         let key = (method.to_string(), bits);
-        let narrowed = self.narrowed.get_or_try_insert(&key, || {
-            Ok::<_, std::convert::Infallible>(Arc::new(narrowed(slice, &key.1)))
-        });
-        match narrowed {
-            Ok(sets) => sets,
-            Err(never) => match never {},
-        }
+        self.narrowed
+            .get_or_insert(&key, || Arc::new(narrowed(slice, &key.1)))
     }
 
     /// Builds the validated Cedar request and the entity store for it.

@@ -4,6 +4,7 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -66,6 +67,17 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> Kept<K, V, N> {
         let tick = entries.tick;
         entries.values.insert(key.to_owned(), (value.clone(), tick));
         Ok(value)
+    }
+
+    /// The value kept for `key`, or the one `build` makes (then kept), for a `build` that
+    /// cannot fail.
+    pub(crate) fn get_or_insert<Q>(&self, key: &Q, build: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let Ok(value) = self.get_or_try_insert(key, || Ok::<_, Infallible>(build()));
+        value
     }
 
     /// How many values are kept.
