@@ -196,7 +196,7 @@ where
                 seen: seen.clone(),
                 activity: activity.clone(),
             };
-            let builder = http_builder(&limits);
+            let builder = http_builder();
             let head = limits.header_read_timeout;
             match acceptor {
                 None => {
@@ -254,12 +254,12 @@ async fn first_byte_arrives(stream: &TcpStream, limit: Duration, peer: SocketAdd
         }
     }
 }
-fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    // A kept-alive connection waiting for its next request head is closed by `until_idle` after
+    // the header-read timeout, and the first head is bounded by `FirstRequestDeadline`: hyper's
+    // own header timer would arm and drop a timer for every request.
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())

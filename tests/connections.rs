@@ -426,3 +426,65 @@ async fn an_idle_http2_connection_is_closed_but_not_while_a_request_waits() {
     drop(sender);
     gateway.stop().await;
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` from `stream`; returns its status line.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.expect("response bytes");
+        assert!(n > 0, "connection closed mid-response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().expect("length"))
+            })
+            .expect("a Content-Length");
+        if buf.len() >= end + 4 + length {
+            return head.lines().next().unwrap_or_default().to_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_stalling_in_its_next_request_head_is_closed() {
+    let (sim, trust) = sim().await;
+    let gateway = EdgeGateway::start(
+        &sim.base_url(),
+        trust,
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(1),
+            ..limits(64, Duration::from_secs(5))
+        },
+        |_| {},
+    )
+    .await;
+    let mut tls = gateway.tls_connect().await;
+    let request = format!("GET {CONTENT} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let status = read_response(&mut tls).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // The next head starts and stalls, a byte short of complete.
+    let stalled = Instant::now();
+    tls.write_all(format!("GET {CONTENT} HTTP/1.1\r\nHost: localhost\r\n").as_bytes())
+        .await
+        .expect("partial head");
+    tls.flush().await.expect("flush");
+    assert!(
+        closed_by_peer(&mut tls, Duration::from_secs(10)).await,
+        "a connection stalled in its request head was left open"
+    );
+    let waited = stalled.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}, before the 1 s header-read timeout"
+    );
+    gateway.stop().await;
+}

@@ -675,8 +675,12 @@ impl Writer {
 
     /// Whether `rec` can be appended now without a rotation or pending notices, with room to
     /// spare for a checkpoint after it: then a caller may commit it on its own thread.
-    pub(super) fn takes_without_rotating(&self, rec: &Prepared) -> bool {
-        let room = (rec.body.len() + self.instance.len() + 2048) as u64;
+    pub(super) fn takes_without_rotating(&self, records: &[Prepared]) -> bool {
+        let room: usize = records
+            .iter()
+            .map(|rec| rec.body.len() + self.instance.len() + 2048)
+            .sum();
+        let room = room as u64;
         self.file.is_some()
             && self.notices.is_empty()
             && self.file_len + room <= self.rotate_bytes
@@ -780,6 +784,7 @@ impl Writer {
             }
             file.write_all(&seg.buf)
                 .map_err(|e| Failure::new(format!("write to {}", name()), e))?;
+            self.shared.writes.fetch_add(1, Ordering::Relaxed);
             if sync {
                 sync_data(file, &self.shared)
                     .map_err(|e| Failure::new(format!("fsync {}", name()), e))?;

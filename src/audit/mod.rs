@@ -19,6 +19,7 @@ mod redact;
 mod signal;
 mod syslog;
 mod task;
+mod turn;
 mod verify;
 mod writer;
 

@@ -1474,6 +1474,77 @@ async fn a_committed_record_whose_write_fails_is_retried_by_the_writer() {
     assert_eq!(request_ids(&recs), ["req-1", "req-2"]);
 }
 
+#[tokio::test]
+async fn committed_records_of_one_turn_share_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.write_committed(outcome(0)).await.unwrap();
+    let before = log.writes();
+    // Eight calls answered in the same turn of this (current-thread) runtime's tasks, each
+    // staging its record when it runs.
+    let calls: Vec<_> = (1..=8)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.write_committed(outcome(i)).await.unwrap().seq })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for call in calls {
+        written.push(call.await.unwrap());
+    }
+    assert_eq!(
+        log.writes() - before,
+        1,
+        "one write(2) for the turn's eight records"
+    );
+    let first = written[0];
+    assert_eq!(
+        written,
+        (first..first + 8).collect::<Vec<_>>(),
+        "in the order they were staged"
+    );
+    let recs = close_and_verify(log, task, &cfg).await;
+    let ids: Vec<String> = (0..=8).map(|i| format!("req-{i}")).collect();
+    assert_eq!(request_ids(&recs), ids);
+}
+
+#[tokio::test]
+async fn a_shared_write_that_fails_loses_none_of_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    log.faults()
+        .fail_write
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let results =
+        futures_util::future::join_all((1..=3).map(|i| log.write_committed(outcome(i)))).await;
+    for result in results {
+        result.expect("retried by the writer task and written");
+    }
+    assert_eq!(log.failures(), 1, "the failed attempt is counted");
+    let recs = close_and_verify(log, task, &cfg).await;
+    assert_eq!(request_ids(&recs), ["req-1", "req-2", "req-3"]);
+}
+
+#[tokio::test]
+async fn a_caller_gone_before_its_turn_ends_still_writes_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let staged = log.write_committed(outcome(1));
+    // Staged, never polled: dropping it writes the slot, so the record does not wait for
+    // another call on this thread.
+    drop(staged);
+    let in_file = std::fs::read_to_string(&cfg.path).unwrap();
+    assert!(
+        in_file.contains("req-1"),
+        "the dropped caller's record is in the file"
+    );
+    let recs = close_and_verify(log, task, &cfg).await;
+    assert_eq!(request_ids(&recs), ["req-1"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_records_rotate_with_queued_ones_in_one_chain() {
     let dir = tempfile::tempdir().unwrap();

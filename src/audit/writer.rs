@@ -1,5 +1,6 @@
 //! The audit log's handle and configuration: callers submit records here. A waiting
-//! caller (`write_committed`) usually writes its record on its own thread; the writer task
+//! caller (`write_committed`) usually writes its record on its own thread, with those of the
+//! calls answered in the same turn of that thread's tasks (`turn.rs`); the writer task
 //! (`task.rs`) batches the rest, fsyncs, rotates and backs off (`file.rs` writes).
 
 use std::fmt;
@@ -20,6 +21,7 @@ use super::record::{AuditEvent, KeyedHash, Prepared};
 use super::redact::Redactor;
 use super::syslog::{SyslogConfig, SyslogSender, spawn_syslog};
 use super::task::{Timing, run};
+use super::turn::{Committed, Staged, Turns};
 
 /// Default size at which the active file is rotated: 256 MiB.
 pub const DEFAULT_ROTATE_BYTES: u64 = 256 * 1024 * 1024;
@@ -175,6 +177,8 @@ pub(super) struct Shared {
     pub(super) redactor: Redactor,
     pub(super) failures: AtomicU64,
     pub(super) commits: AtomicU64,
+    /// Writes of records to the active file (one write(2) each, however many records).
+    pub(super) writes: AtomicU64,
     pub(super) syslog: Option<SyslogSender>,
     pub(super) health: HealthCell,
     pub(super) on_full: OnFull,
@@ -235,6 +239,8 @@ pub struct AuditLog {
     writer: Arc<WriterCell>,
     /// Records written on the caller's thread are fsynced by the task later (`sync_every`).
     may_commit_here: bool,
+    /// Where `write_committed` records wait for their thread's turn to end.
+    turns: Arc<Turns>,
     /// All permits free: no queued record is waiting to be written before a new one.
     queue_capacity: usize,
 }
@@ -280,6 +286,7 @@ impl AuditLog {
             redactor,
             failures: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             syslog,
             health: HealthCell::new(),
             on_full: config.on_full,
@@ -315,6 +322,7 @@ impl AuditLog {
                 shared,
                 writer,
                 may_commit_here: !config.sync_every.is_zero(),
+                turns: Arc::default(),
                 queue_capacity: config.queue_capacity,
             },
             task,
@@ -340,29 +348,52 @@ impl AuditLog {
     /// periodic fsync runs; while the writer task fsyncs a batch, the record joins its next batch, which never lingers for a
     /// waiting caller. While the log is failing it returns [`AuditError::Unavailable`] at
     /// once, except when a retry is due.
-    pub async fn write_committed(&self, event: AuditEvent) -> Result<RecordRef, AuditError> {
-        let rec = match self.commit_here(Prepared::event(&event)?) {
-            Ok(written) => return Ok(written),
-            Err(rec) => rec,
-        };
-        let (ack, done) = oneshot::channel();
-        self.send(Msg::Record {
-            rec,
-            ack: Ack::Committed(ack),
-        })?;
-        done.await.map_err(|_| AuditError::Closed)?
+    ///
+    /// The record is serialised and staged when this is called; the thread's other ready tasks
+    /// run once, and the records they staged meanwhile go out with it in one write(2). The
+    /// future holds neither the event nor the record, so it stays a few words large in the
+    /// caller's.
+    pub fn write_committed(
+        &self,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<RecordRef, AuditError>> + Send + '_ {
+        let staged = Prepared::event(&event).map(|rec| Staged::new(self, rec));
+        async move { staged?.await }
     }
 
-    /// Writes `rec` on the caller's thread if the log is healthy and no batch is being fsynced, no queued
-    /// record waits (records keep their order) and no rotation is due. Gives the record back
-    /// for the writer task otherwise, and when the write failed (the task retries it, and
-    /// backs off and reports if the disk keeps failing).
-    fn commit_here(&self, rec: Prepared) -> Result<RecordRef, Prepared> {
+    /// The staging slots of `write_committed` records.
+    pub(super) fn turns(&self) -> &Turns {
+        &self.turns
+    }
+
+    /// Writes `records` (the records of one turn, in order) on the caller's thread if the log
+    /// is healthy and no batch is being fsynced, no queued record waits (records keep their
+    /// order) and no rotation is due. Queues them for the writer task otherwise, and those whose
+    /// write failed (the task retries them, and backs off and reports if the disk keeps
+    /// failing).
+    pub(super) fn commit_batch(&self, records: Vec<Prepared>) -> Vec<Committed> {
+        let results = match self.commit_here(records) {
+            Ok(results) => results,
+            Err(records) => records.into_iter().map(Err).collect(),
+        };
+        results
+            .into_iter()
+            .map(|result| match result {
+                Ok(written) => Committed::Answered(Ok(written)),
+                Err(rec) => self.queue_committed(rec),
+            })
+            .collect()
+    }
+
+    fn commit_here(
+        &self,
+        records: Vec<Prepared>,
+    ) -> Result<Vec<Result<RecordRef, Prepared>>, Vec<Prepared>> {
         if !self.may_commit_here
             || self.shared.health.is_failing()
             || self.permits.available_permits() != self.queue_capacity
         {
-            return Err(rec);
+            return Err(records);
         }
         let mut guard = match self.writer.try_lock() {
             Ok(guard) => guard,
@@ -371,33 +402,45 @@ impl AuditLog {
             Err(TryLockError::WouldBlock) if !self.shared.syncing.load(Ordering::Acquire) => {
                 match self.writer.lock() {
                     Ok(guard) => guard,
-                    Err(_) => return Err(rec),
+                    Err(_) => return Err(records),
                 }
             }
-            Err(_) => return Err(rec),
+            Err(_) => return Err(records),
         };
         let Some(writer) = guard.as_mut() else {
-            return Err(rec);
+            return Err(records);
         };
         // Closed permits: the task is writing the `stop` record, nothing may follow it.
-        if self.permits.is_closed() || !writer.takes_without_rotating(&rec) {
-            return Err(rec);
+        if self.permits.is_closed() || !writer.takes_without_rotating(&records) {
+            return Err(records);
         }
         let was_synced = !writer.unsynced;
-        let specs = [Spec::Event(rec)];
-        let result = writer.commit(&specs, false, PathCheck::Recent).pop();
+        let specs: Vec<Spec> = records.into_iter().map(Spec::Event).collect();
+        let results = writer.commit(&specs, false, PathCheck::Recent);
         drop(guard);
-        let [Spec::Event(rec)] = specs else {
-            unreachable!("one event spec went in")
-        };
-        match result {
-            Some(Ok(written)) => {
-                if was_synced {
-                    let _ = self.tx.send(Msg::Unsynced);
-                }
-                Ok(written)
-            }
-            _ => Err(rec),
+        if was_synced && results.iter().any(Result::is_ok) {
+            let _ = self.tx.send(Msg::Unsynced);
+        }
+        Ok(specs
+            .into_iter()
+            .zip(results)
+            .map(|(spec, result)| match (spec, result) {
+                (_, Ok(written)) => Ok(written),
+                (Spec::Event(rec), Err(_)) => Err(rec),
+                _ => unreachable!("only event specs went in"),
+            })
+            .collect())
+    }
+
+    /// Queues `rec` for the writer task, which answers once it is written.
+    fn queue_committed(&self, rec: Prepared) -> Committed {
+        let (ack, done) = oneshot::channel();
+        match self.send(Msg::Record {
+            rec,
+            ack: Ack::Committed(ack),
+        }) {
+            Ok(()) => Committed::Queued(done),
+            Err(err) => Committed::Answered(Err(err)),
         }
     }
 
@@ -542,6 +585,11 @@ impl AuditLog {
     #[cfg(test)]
     pub(super) fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    #[cfg(test)]
+    pub(super) fn writes(&self) -> u64 {
+        self.shared.writes.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]

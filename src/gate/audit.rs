@@ -71,10 +71,10 @@ impl Step for Audit {
         };
         let result = next.run(req).await;
         pending.armed = false;
-        let call = call_record(&self.log, &facts, &pending.request);
         let response = match result {
             Ok(response) => response,
             Err(error) => {
+                let call = call_record(&self.log, &facts, &pending.request);
                 Box::pin(self.record_refusal(call, &error, bytes_in, started)).await;
                 return Err(error);
             }
@@ -84,6 +84,7 @@ impl Step for Audit {
         } else {
             (response, None)
         };
+        let call = call_record(&self.log, &facts, &pending.request);
         let outcome = OutcomeRecord {
             status: Some(response.status().as_u16()),
             task,
