@@ -43,6 +43,7 @@ pub use redact::{
 };
 pub use signal::reopen_on_sigusr1;
 pub use syslog::{SyslogConfig, SyslogSender, spawn_syslog};
+pub use turn::CallInProgress;
 pub use verify::{Problem, VerifyFailure, VerifyReport, verify, verify_set};
 pub use writer::{
     AuditConfig, AuditLog, AuditTask, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_EVERY_RECORDS,

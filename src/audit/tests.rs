@@ -1481,12 +1481,17 @@ async fn committed_records_of_one_turn_share_one_write() {
     let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
     log.write_committed(outcome(0)).await.unwrap();
     let before = log.writes();
-    // Eight calls answered in the same turn of this (current-thread) runtime's tasks, each
-    // staging its record when it runs.
+    // Eight calls in progress on this (current-thread) runtime's thread are answered in the same
+    // turn of its tasks, each staging its record when it runs.
     let calls: Vec<_> = (1..=8)
         .map(|i| {
             let log = log.clone();
-            tokio::spawn(async move { log.write_committed(outcome(i)).await.unwrap().seq })
+            let in_progress = log.call_in_progress();
+            tokio::spawn(async move {
+                let seq = log.write_committed(outcome(i)).await.unwrap().seq;
+                drop(in_progress);
+                seq
+            })
         })
         .collect();
     let mut written = Vec::new();
@@ -1507,6 +1512,33 @@ async fn committed_records_of_one_turn_share_one_write() {
     let recs = close_and_verify(log, task, &cfg).await;
     let ids: Vec<String> = (0..=8).map(|i| format!("req-{i}")).collect();
     assert_eq!(request_ids(&recs), ids);
+}
+
+#[tokio::test]
+async fn a_call_alone_on_its_thread_writes_at_once_and_one_in_company_waits_for_its_turn() {
+    use futures_util::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (log, task) = AuditLog::open(cfg.clone()).await.unwrap();
+    let alone = log.call_in_progress();
+    let written = log.write_committed(outcome(1)).now_or_never();
+    assert!(
+        matches!(written, Some(Ok(_))),
+        "alone on its thread: written on the first poll"
+    );
+    let other = log.call_in_progress();
+    let before = log.writes();
+    let mut waiting = Box::pin(log.write_committed(outcome(2)));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "with another call in progress it lets the turn end first"
+    );
+    assert_eq!(log.writes(), before, "not written before its turn ends");
+    waiting.await.unwrap();
+    assert_eq!(log.writes(), before + 1);
+    drop((alone, other));
+    let recs = close_and_verify(log, task, &cfg).await;
+    assert_eq!(request_ids(&recs), ["req-1", "req-2"]);
 }
 
 #[tokio::test]

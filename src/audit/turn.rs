@@ -3,7 +3,8 @@
 //! `write_committed` stages its record in its thread's slot and lets the thread's other ready
 //! tasks run once; whichever of the slot's callers runs next writes every record staged there
 //! with one write(2), before any of their answers leaves. A caller that goes away first writes
-//! the slot's records as it is dropped, so none lingers unwritten.
+//! the slot's records as it is dropped, so none lingers unwritten. A call alone on its thread
+//! (no other call in progress there, see [`CallInProgress`]) writes at once: nobody could join it.
 
 use std::future::Future;
 use std::mem;
@@ -41,13 +42,40 @@ pub(super) enum Committed {
 /// The staging slots of one log.
 pub(super) struct Turns {
     slots: Box<[Mutex<Slot>]>,
+    /// Calls in progress per slot (approximate where a runtime moves tasks between threads).
+    calls: Box<[AtomicUsize]>,
 }
 
 impl Default for Turns {
     fn default() -> Self {
         Self {
             slots: (0..SLOTS).map(|_| Mutex::default()).collect(),
+            calls: (0..SLOTS).map(|_| AtomicUsize::new(0)).collect(),
         }
+    }
+}
+
+/// A call in progress on this thread, counted while it lasts: a record staged while the thread
+/// has no other call in progress is written without waiting for the turn to end.
+pub struct CallInProgress {
+    turns: Arc<Turns>,
+    slot: usize,
+}
+
+impl CallInProgress {
+    pub(super) fn begin(turns: &Arc<Turns>) -> Self {
+        let slot = this_threads_slot();
+        turns.calls[slot].fetch_add(1, Ordering::Relaxed);
+        Self {
+            turns: turns.clone(),
+            slot,
+        }
+    }
+}
+
+impl Drop for CallInProgress {
+    fn drop(&mut self) {
+        self.turns.calls[self.slot].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -95,14 +123,21 @@ impl<'a> Staged<'a> {
     /// Stages `rec` in this thread's slot of `log`.
     pub(super) fn new(log: &'a AuditLog, rec: Prepared) -> Self {
         let slot = this_threads_slot();
-        let mut staged = log.turns().slot(slot);
+        let turns = log.turns();
+        let alone = turns.calls[slot].load(Ordering::Relaxed) <= 1;
+        let mut staged = turns.slot(slot);
+        let state = if alone && staged.records.is_empty() {
+            State::Turned
+        } else {
+            State::Staged
+        };
         staged.records.push(rec);
         Staged {
             log,
             slot,
             index: staged.records.len() - 1,
             batch: staged.batch.clone(),
-            state: State::Staged,
+            state,
         }
     }
 

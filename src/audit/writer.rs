@@ -21,7 +21,7 @@ use super::record::{AuditEvent, KeyedHash, Prepared};
 use super::redact::Redactor;
 use super::syslog::{SyslogConfig, SyslogSender, spawn_syslog};
 use super::task::{Timing, run};
-use super::turn::{Committed, Staged, Turns};
+use super::turn::{CallInProgress, Committed, Staged, Turns};
 
 /// Default size at which the active file is rotated: 256 MiB.
 pub const DEFAULT_ROTATE_BYTES: u64 = 256 * 1024 * 1024;
@@ -361,6 +361,12 @@ impl AuditLog {
         async move { staged?.await }
     }
 
+    /// Counts a call in progress on this thread until the guard is dropped; `write_committed`
+    /// writes the record of a call alone on its thread at once instead of waiting for company.
+    pub fn call_in_progress(&self) -> CallInProgress {
+        CallInProgress::begin(&self.turns)
+    }
+
     /// The staging slots of `write_committed` records.
     pub(super) fn turns(&self) -> &Turns {
         &self.turns
@@ -385,6 +391,8 @@ impl AuditLog {
             .collect()
     }
 
+    /// Writes `records` on the caller's thread, or gives them all back for the writer task;
+    /// after a failed write, gives back each record that was not written.
     fn commit_here(
         &self,
         records: Vec<Prepared>,

@@ -60,6 +60,7 @@ impl Step for Audit {
         if self.log.refuses(false) {
             return Err(GatewayError::AuditUnavailable);
         }
+        let _in_progress = self.log.call_in_progress();
         let bytes_in = content_length(req.headers());
         // Written if the client goes away (the future is dropped) before the call ends.
         let mut pending = AbortRecord {
