@@ -94,9 +94,7 @@ struct Batch {
 
 impl Turns {
     fn slot(&self, index: usize) -> MutexGuard<'_, Slot> {
-        self.slots[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.slots[index])
     }
 }
 
@@ -112,7 +110,8 @@ pub(super) struct Staged<'a> {
 enum State {
     /// Staged; the thread's other ready tasks have not run yet.
     Staged,
-    /// They have; the slot is written when this is polled next.
+    /// They have (or the call is alone on its thread): the slot is written when this is polled
+    /// next.
     Turned,
     /// Queued for the writer task.
     Queued(oneshot::Receiver<Result<RecordRef, AuditError>>),
