@@ -784,6 +784,7 @@ impl Writer {
             }
             file.write_all(&seg.buf)
                 .map_err(|e| Failure::new(format!("write to {}", name()), e))?;
+            #[cfg(test)]
             self.shared.writes.fetch_add(1, Ordering::Relaxed);
             if sync {
                 sync_data(file, &self.shared)

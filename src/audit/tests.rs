@@ -1483,21 +1483,18 @@ async fn committed_records_of_one_turn_share_one_write() {
     let before = log.writes();
     // Eight calls in progress on this (current-thread) runtime's thread are answered in the same
     // turn of its tasks, each staging its record when it runs.
+    let in_progress: Vec<_> = (1..=8).map(|_| log.call_in_progress()).collect();
     let calls: Vec<_> = (1..=8)
         .map(|i| {
             let log = log.clone();
-            let in_progress = log.call_in_progress();
-            tokio::spawn(async move {
-                let seq = log.write_committed(outcome(i)).await.unwrap().seq;
-                drop(in_progress);
-                seq
-            })
+            tokio::spawn(async move { log.write_committed(outcome(i)).await.unwrap().seq })
         })
         .collect();
     let mut written = Vec::new();
     for call in calls {
         written.push(call.await.unwrap());
     }
+    drop(in_progress);
     assert_eq!(
         log.writes() - before,
         1,

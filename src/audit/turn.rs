@@ -57,23 +57,20 @@ impl Default for Turns {
 
 /// A call in progress on this thread, counted while it lasts: a record staged while the thread
 /// has no other call in progress is written without waiting for the turn to end.
-pub struct CallInProgress {
-    turns: Arc<Turns>,
+pub struct CallInProgress<'a> {
+    turns: &'a Turns,
     slot: usize,
 }
 
-impl CallInProgress {
-    pub(super) fn begin(turns: &Arc<Turns>) -> Self {
+impl<'a> CallInProgress<'a> {
+    pub(super) fn begin(turns: &'a Turns) -> Self {
         let slot = this_threads_slot();
         turns.calls[slot].fetch_add(1, Ordering::Relaxed);
-        Self {
-            turns: turns.clone(),
-            slot,
-        }
+        Self { turns, slot }
     }
 }
 
-impl Drop for CallInProgress {
+impl Drop for CallInProgress<'_> {
     fn drop(&mut self) {
         self.turns.calls[self.slot].fetch_sub(1, Ordering::Relaxed);
     }

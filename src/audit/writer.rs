@@ -178,6 +178,7 @@ pub(super) struct Shared {
     pub(super) failures: AtomicU64,
     pub(super) commits: AtomicU64,
     /// Writes of records to the active file (one write(2) each, however many records).
+    #[cfg(test)]
     pub(super) writes: AtomicU64,
     pub(super) syslog: Option<SyslogSender>,
     pub(super) health: HealthCell,
@@ -286,6 +287,7 @@ impl AuditLog {
             redactor,
             failures: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            #[cfg(test)]
             writes: AtomicU64::new(0),
             syslog,
             health: HealthCell::new(),
@@ -363,7 +365,7 @@ impl AuditLog {
 
     /// Counts a call in progress on this thread until the guard is dropped; `write_committed`
     /// writes the record of a call alone on its thread at once instead of waiting for company.
-    pub fn call_in_progress(&self) -> CallInProgress {
+    pub fn call_in_progress(&self) -> CallInProgress<'_> {
         CallInProgress::begin(&self.turns)
     }
 
