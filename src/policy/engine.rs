@@ -8,19 +8,19 @@ use cedar_policy as cedar;
 use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid, Request};
 
 use super::checked::{CheckedShapes, ShapeKey};
-use super::compiled::{Policies, Verdict};
+use super::compiled::{Evaluation, Policies, Verdict};
 use super::context::{IpValues, fast_context};
 use super::decision::{ApprovalNeed, Decision, PolicyHit};
 use super::error::diagnostic_text;
 use super::index::{ActionSlice, EntityTypes, SliceSets, entity};
 use super::request::{PolicyRequest, Principal};
 use super::request_entities::{PrincipalStores, RequestEntities, with_bare_resource, with_user};
-use super::scopes::{NarrowedSets, left_out, narrowed};
+use super::scopes::{Memberships, NarrowedSets, left_out, narrowed};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE, UNAUTHENTICATED_ID};
 
 /// How a decision combines a set of policies for a request (Cedar's authorizer or the same
 /// combination of the compiled policies).
-type Authorize = fn(&Policies, &Request, &Entities) -> Verdict;
+type Authorize = fn(&Policies, &Evaluation<'_>) -> Verdict;
 
 /// Where a policy came from, for messages.
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ pub struct PolicySet {
     pub(crate) slices: HashMap<String, ActionSlice>,
     /// Entity type names parsed at load.
     pub(crate) types: EntityTypes,
+    /// Which of the scopes' `in` targets each entity of `entities` is in.
+    pub(crate) memberships: Memberships,
     /// The entity stores of recently seen principals `entities` does not fully describe.
     pub(crate) principal_stores: PrincipalStores,
     /// The `ip` values of recently seen client addresses.
@@ -70,6 +72,9 @@ pub struct PolicySet {
     pub(crate) checked_shapes: CheckedShapes,
     /// Slices narrowed to calls whose principal or resource some policies' scopes exclude.
     pub(crate) narrowed: NarrowedSets,
+    /// Every policy as one slice, for the reference decisions of the tests.
+    #[cfg(test)]
+    pub(crate) whole_sets: std::sync::OnceLock<Arc<SliceSets>>,
 }
 
 impl PolicySet {
@@ -197,13 +202,15 @@ impl PolicySet {
         let Some(slice) = self.slices.get(action_name) else {
             return self.not_a_method(action_name);
         };
+        let sets = self.whole_sets.get_or_init(|| {
+            Arc::new(
+                SliceSets::new(&self.enforced, &self.monitor, &approval_ids(&self.meta))
+                    .expect("the loaded policies compile"),
+            )
+        });
         let whole = ActionSlice {
             action: slice.action.clone(),
-            sets: Arc::new(SliceSets::new(
-                &self.enforced,
-                &self.monitor,
-                &approval_ids(&self.meta),
-            )),
+            sets: sets.clone(),
             scopes: Vec::new(),
         };
         self.decide(request, &whole, false, Policies::authorize_by_cedar)
@@ -246,13 +253,17 @@ impl PolicySet {
             Ok(prepared) => prepared,
             Err(errors) => return Decision::error(action_name, &self.hash, errors),
         };
-        let sets = self.call_sets(action_name, slice, &cedar_request);
+        let sets = match self.call_sets(request, slice, &cedar_request) {
+            Ok(sets) => sets,
+            Err(error) => return Decision::error(action_name, &self.hash, vec![error]),
+        };
+        let evaluation = Evaluation::new(&cedar_request, &entities);
 
         let enforced = match (&sets.approvable, approved) {
             (Some(approvable), true) => approvable,
             _ => &sets.enforced,
         };
-        let verdict = authorize(enforced, &cedar_request, &entities);
+        let verdict = authorize(enforced, &evaluation);
         let errors: Vec<String> = verdict.errors.into_iter().map(|(_, text)| text).collect();
         let allowed = verdict.allowed && errors.is_empty();
         // A Cedar allow overruled by an error has no determining forbid.
@@ -265,23 +276,19 @@ impl PolicySet {
         let (monitor_hits, monitor_errors) = if sets.monitor.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let verdict = authorize(&sets.monitor, &cedar_request, &entities);
-            let mut ids: BTreeSet<String> = verdict
-                .determining
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            let verdict = authorize(&sets.monitor, &evaluation);
+            let mut ids: BTreeSet<String> = verdict.determining.iter().map(id_text).collect();
             let mut monitor_errors = Vec::new();
             for (id, text) in verdict.errors {
                 // An erring monitor forbid would deny (fail closed) if it were enforced.
-                ids.insert(id.to_string());
+                ids.insert(id_text(&id));
                 monitor_errors.push(text);
             }
             (self.hits_from_ids(ids), monitor_errors)
         };
 
         let approval = if !allowed && !approved && errors.is_empty() {
-            self.approval_need(&determining, &sets, &cedar_request, &entities, authorize)
+            self.approval_need(&determining, &sets, &evaluation, authorize)
         } else {
             None
         };
@@ -304,8 +311,7 @@ impl PolicySet {
         &self,
         determining: &[PolicyHit],
         sets: &SliceSets,
-        request: &Request,
-        entities: &Entities,
+        evaluation: &Evaluation<'_>,
         authorize: Authorize,
     ) -> Option<ApprovalNeed> {
         let approvable = sets.approvable.as_ref()?;
@@ -316,7 +322,7 @@ impl PolicySet {
         if !groups.all(|g| g == Some(group)) {
             return None;
         }
-        let verdict = authorize(approvable, request, entities);
+        let verdict = authorize(approvable, evaluation);
         let permitted = verdict.allowed && verdict.errors.is_empty();
         permitted.then(|| ApprovalNeed {
             group: group.to_owned(),
@@ -324,18 +330,41 @@ impl PolicySet {
         })
     }
 
-    /// The sets `request` is decided with: `method`'s slice, or the slice without the policies
-    /// whose principal or resource scope cannot match the request (kept for later calls).
-    fn call_sets(&self, method: &str, slice: &ActionSlice, request: &Request) -> Arc<SliceSets> {
-        let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
-            return slice.sets.clone();
+    /// The sets `request` is decided with: `slice` without the policies whose principal or
+    /// resource scope does not match the call (kept for later calls with the same ones left
+    /// out), or the whole slice when every one matches. Either way every principal and resource
+    /// scope of the policies in them holds for the call.
+    fn call_sets(
+        &self,
+        request: &PolicyRequest,
+        slice: &ActionSlice,
+        cedar_request: &Request,
+    ) -> Result<Arc<SliceSets>, String> {
+        let (Some(principal), Some(resource)) =
+            (cedar_request.principal(), cedar_request.resource())
+        else {
+            return Err("internal error: a request without its principal or resource".to_string());
         };
-        let Some(bits) = left_out(&slice.scopes, principal, resource) else {
-            return slice.sets.clone();
+        let groups: &[String] = match &request.principal {
+            Principal::User { groups, .. } => groups,
+            Principal::Unauthenticated => &[],
         };
-        let key = (method.to_string(), bits);
-        self.narrowed
-            .get_or_insert(&key, || Arc::new(narrowed(slice, &key.1)))
+        let principal_in = self.memberships.of_principal(
+            principal,
+            groups.iter().map(|g| entity(&self.types.group, g)),
+        );
+        let resource_in = self.memberships.of(resource);
+        let Some(bits) = left_out(
+            &slice.scopes,
+            (principal, &principal_in),
+            (resource, resource_in),
+        ) else {
+            return Ok(slice.sets.clone());
+        };
+        let key = (request.action.clone(), bits);
+        Ok(self
+            .narrowed
+            .get_or_insert(&key, || Arc::new(narrowed(slice, &key.1))))
     }
 
     /// Builds the validated Cedar request and the entity store for it.
@@ -429,7 +458,7 @@ impl PolicySet {
     }
 
     fn hits<'a>(&self, ids: impl Iterator<Item = &'a cedar::PolicyId>) -> Vec<PolicyHit> {
-        self.hits_from_ids(ids.map(ToString::to_string).collect())
+        self.hits_from_ids(ids.map(id_text).collect())
     }
 
     fn hits_from_ids(&self, ids: BTreeSet<String>) -> Vec<PolicyHit> {
@@ -440,6 +469,14 @@ impl PolicySet {
             })
             .collect()
     }
+}
+
+/// A policy's id as its `@id` gives it. `PolicyId`'s `Display` escapes it character by
+/// character (a tenth of a decision with five matching permits), and would print the loaded
+/// ids (`[A-Za-z0-9._-]`, see `load`) unchanged.
+fn id_text(id: &cedar::PolicyId) -> String {
+    let raw: &str = id.as_ref();
+    raw.to_owned()
 }
 
 /// The ids of the `@approval` forbids among `meta`.

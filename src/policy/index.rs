@@ -19,7 +19,7 @@ use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid, Policy
 
 use super::compiled::Policies;
 use super::request_entities::bare_entity_conforms;
-use super::scopes::{PolicyScopes, scopes_of};
+use super::scopes::{Memberships, PolicyScopes, scopes_of};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
 
 /// The policies that can apply to one guarded method.
@@ -52,18 +52,18 @@ impl SliceSets {
         enforced: &cedar::PolicySet,
         monitor: &cedar::PolicySet,
         approval_ids: &HashSet<String>,
-    ) -> Self {
-        let enforced = Policies::compile(enforced);
+    ) -> Result<Self, String> {
+        let enforced = Policies::compile(enforced)?;
         let named = |id: &PolicyId| approval_ids.contains(&id.to_string());
         let approvable = enforced
             .iter()
             .any(|p| named(p.id()))
             .then(|| enforced.without(named));
-        Self {
+        Ok(Self {
             enforced,
-            monitor: Policies::compile(monitor),
+            monitor: Policies::compile(monitor)?,
             approvable,
-        }
+        })
     }
 
     /// These sets without the policies `out` names.
@@ -76,28 +76,54 @@ impl SliceSets {
     }
 }
 
-/// The decision index of a loaded set: the per-method slices and the parsed type names.
+/// The decision index of a loaded set.
+#[derive(Debug)]
+pub(crate) struct Index {
+    /// Per guarded method, the policies that can apply to it.
+    pub(crate) slices: HashMap<String, ActionSlice>,
+    /// The entity type names parsed at load.
+    pub(crate) types: EntityTypes,
+    /// The `in` targets of the slices' scopes and what the loaded store puts in them.
+    pub(crate) memberships: Memberships,
+}
+
+/// The decision index of a loaded set against its loaded `entities`.
 pub(crate) fn build(
     schema: &cedar::Schema,
     methods: &[String],
-    enforced: &cedar::PolicySet,
-    monitor: &cedar::PolicySet,
+    (enforced, monitor): (&cedar::PolicySet, &cedar::PolicySet),
+    entities: &cedar::Entities,
     resource_types: &HashSet<String>,
     approval_ids: &HashSet<String>,
-) -> Result<(HashMap<String, ActionSlice>, EntityTypes), String> {
-    let slices = slice_by_action(schema, methods, enforced, monitor, approval_ids)?;
+) -> Result<Index, String> {
+    let mut memberships = Memberships::default();
+    let slices = slice_by_action(
+        schema,
+        methods,
+        enforced,
+        monitor,
+        approval_ids,
+        &mut memberships,
+    )?;
+    memberships.settle(entities);
     let types = EntityTypes::new(schema, resource_types)?;
-    Ok((slices, types))
+    Ok(Index {
+        slices,
+        types,
+        memberships,
+    })
 }
 
 /// Builds one [`ActionSlice`] per method in `methods`, resolving action groups through the
-/// schema's action hierarchy; `approval_ids` are the `@approval` forbids.
+/// schema's action hierarchy and numbering the scopes' `in` targets in `memberships`;
+/// `approval_ids` are the `@approval` forbids.
 fn slice_by_action(
     schema: &cedar::Schema,
     methods: &[String],
     enforced: &cedar::PolicySet,
     monitor: &cedar::PolicySet,
     approval_ids: &HashSet<String>,
+    memberships: &mut Memberships,
 ) -> Result<HashMap<String, ActionSlice>, String> {
     let action_entities = schema
         .action_entities()
@@ -114,8 +140,8 @@ fn slice_by_action(
         let enforced = subset(enforced, &action, groups.as_ref())?;
         let monitor = subset(monitor, &action, groups.as_ref())?;
         let slice = ActionSlice {
-            scopes: scopes_of([&enforced, &monitor]),
-            sets: Arc::new(SliceSets::new(&enforced, &monitor, approval_ids)),
+            scopes: scopes_of([&enforced, &monitor], memberships),
+            sets: Arc::new(SliceSets::new(&enforced, &monitor, approval_ids)?),
             action,
         };
         slices.insert(method.clone(), slice);

@@ -237,6 +237,99 @@ fn policies_scoped_to_another_user_or_host_are_left_out_of_a_call() {
     }
 }
 
+#[test]
+fn policies_scoped_to_a_group_or_place_the_call_is_not_in_are_left_out_of_a_call() {
+    let extra = [
+        (
+            "other-team.cedar".to_string(),
+            "@id(\"other-team\")\nforbid (principal in VSphere::Group::\"other-team\", action == VSphere::Action::\"RebootHost_Task\", resource);\n".to_string(),
+        ),
+        (
+            "cluster-watch.cedar".to_string(),
+            "@id(\"cluster-watch\")\n@mode(\"monitor\")\nforbid (principal, action == VSphere::Action::\"RebootHost_Task\", resource in VSphere::Cluster::\"domain-c7\");\n".to_string(),
+        ),
+        (
+            "night-in-dc.cedar".to_string(),
+            "@id(\"night-in-dc\")\nforbid (principal is VSphere::User in VSphere::Group::\"platform-team\", action, resource in VSphere::Datacenter::\"datacenter-1\")\nwhen { context.hour_utc == 3 };\n".to_string(),
+        ),
+    ];
+    let set = load(shipped_with(&extra).path());
+    let call = |user: &str, groups: &[&str], resource: Resource, hour: i64| PolicyRequest {
+        principal: Principal::User {
+            name: format!("VSPHERE.LOCAL\\{user}"),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        },
+        action: "RebootHost_Task".to_string(),
+        resource,
+        context: json!({ "protocol": "json", "indirect": false, "route": "direct",
+                         "client_ip": "10.0.0.1", "hour_utc": hour, "weekday": 1 }),
+    };
+    let ids = |hits: &[PolicyHit]| hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+    let host = |id: &str| Resource::new("HostSystem", id);
+
+    // `entities.json` puts the administrator in platform-team and host-21 in domain-c7, which
+    // is in datacenter-1: other-team is left out, the other two hold and decide.
+    let admin = set.evaluate(&call(
+        "Administrator",
+        &["platform-team"],
+        host("host-21"),
+        10,
+    ));
+    assert!(admin.allowed, "{admin:?}");
+    assert_eq!(ids(&admin.monitor_hits), ["cluster-watch"]);
+    assert_eq!(set.narrowed.len(), 1, "other-team left out");
+    let night = set.evaluate(&call(
+        "Administrator",
+        &["platform-team"],
+        host("host-21"),
+        3,
+    ));
+    assert_eq!(ids(&night.determining), ["night-in-dc"], "{night:?}");
+    // A cluster is in itself and in its datacenter.
+    let cluster = Resource::new("ClusterComputeResource", "domain-c7");
+    let on_cluster = set.evaluate(&call(
+        "Administrator",
+        &["platform-team"],
+        cluster.clone(),
+        3,
+    ));
+    assert_eq!(ids(&on_cluster.determining), ["night-in-dc"]);
+    assert_eq!(ids(&on_cluster.monitor_hits), ["cluster-watch"]);
+    // A host `entities.json` does not know is in no cluster.
+    let unknown_host = set.evaluate(&call(
+        "Administrator",
+        &["platform-team"],
+        host("host-99"),
+        3,
+    ));
+    assert!(
+        unknown_host.allowed && unknown_host.monitor_hits.is_empty(),
+        "{unknown_host:?}"
+    );
+
+    // A user the identity step puts in other-team is decided against a store of their own,
+    // where Cedar settles the `in` scopes.
+    let member = set.evaluate(&call("someone", &["other-team"], host("host-22"), 10));
+    assert!(!member.allowed, "{member:?}");
+    assert_eq!(ids(&member.determining), ["other-team"]);
+    assert_eq!(ids(&member.monitor_hits), ["cluster-watch"]);
+
+    for request in [
+        call("Administrator", &["platform-team"], host("host-21"), 10),
+        call("Administrator", &["platform-team"], host("host-21"), 3),
+        call("Administrator", &["platform-team"], cluster, 3),
+        call("Administrator", &["platform-team"], host("host-99"), 3),
+        call("someone", &["other-team"], host("host-22"), 10),
+        call("someone", &["platform-team"], host("host-23"), 3),
+    ] {
+        assert_eq!(
+            set.evaluate(&request),
+            set.evaluate_unsliced(&request),
+            "{request:?}"
+        );
+    }
+}
+
 /// Compares the indexed and the whole-set decision on every request of the table (every
 /// `stride`-th one); returns how many were compared and how many of each outcome were seen.
 fn assert_equivalent(set: &PolicySet, stride: usize) -> (usize, usize, usize, usize) {

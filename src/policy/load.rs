@@ -175,11 +175,11 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         .map(|t| t.basename().to_string())
         .collect();
     let guarded_set = actions.methods.iter().cloned().collect();
-    let (slices, types) = super::index::build(
+    let index = super::index::build(
         &schema,
         &actions.methods,
-        &enforced,
-        &monitor,
+        (&enforced, &monitor),
+        &entities,
         &resource_types,
         &approval_ids(&meta),
     )
@@ -195,8 +195,9 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
         guarded_set,
         groups: actions.groups,
         resource_types,
-        slices,
-        types,
+        slices: index.slices,
+        types: index.types,
+        memberships: index.memberships,
         principal_stores: Default::default(),
         ip_values: Default::default(),
         enumerated: files
@@ -205,6 +206,8 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
             .and_then(|file| super::checked::enumerated_types(&file.text)),
         checked_shapes: Default::default(),
         narrowed: Default::default(),
+        #[cfg(test)]
+        whole_sets: Default::default(),
     })
 }
 
