@@ -180,18 +180,27 @@ impl Policies {
 /// `policy`'s condition without its principal and resource scopes, without the `true &&` of
 /// scopes that admit anything and without source locations (built from its JSON form).
 fn condition_of(policy: &cedar::Policy) -> Result<Expr, String> {
+    let located_nowhere = with_scopes_admitting_anything(policy, &["principal", "resource"])?;
+    let core: &cedar_policy_core::ast::Policy = located_nowhere.as_ref();
+    Ok(without_any_scopes(&core.condition()))
+}
+
+/// `policy` rebuilt from its JSON form (so without source locations) with each of `scopes`
+/// (`"principal"`, `"action"`, `"resource"`) admitting anything; id, annotations, effect, the
+/// other scopes and the conditions stay as they are.
+pub(crate) fn with_scopes_admitting_anything(
+    policy: &cedar::Policy,
+    scopes: &[&str],
+) -> Result<cedar::Policy, String> {
     let failed = |e: &dyn std::fmt::Display| format!("policy {}: {e}", policy.id());
     let mut json = policy.to_json().map_err(|e| failed(&e))?;
-    for scope in ["principal", "resource"] {
+    for scope in scopes {
         let Some(constraint) = json.get_mut(scope) else {
             return Err(failed(&format!("no {scope} scope in its JSON form")));
         };
         *constraint = serde_json::json!({ "op": "All" });
     }
-    let located_nowhere =
-        cedar::Policy::from_json(Some(policy.id().clone()), json).map_err(|e| failed(&e))?;
-    let core: &cedar_policy_core::ast::Policy = located_nowhere.as_ref();
-    Ok(without_any_scopes(&core.condition()))
+    cedar::Policy::from_json(Some(policy.id().clone()), json).map_err(|e| failed(&e))
 }
 
 /// `condition` (`scope && (scope && (scope && body))`) without the `true &&` along its right

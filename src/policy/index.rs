@@ -17,7 +17,7 @@ use std::sync::Arc;
 use cedar_policy as cedar;
 use cedar_policy::{ActionConstraint, EntityId, EntityTypeName, EntityUid, PolicyId};
 
-use super::compiled::Policies;
+use super::compiled::{Policies, with_scopes_admitting_anything};
 use super::request_entities::bare_entity_conforms;
 use super::scopes::{Memberships, PolicyScopes, scopes_of};
 use super::{MANAGED_OBJECT_TYPE, NAMESPACE};
@@ -176,13 +176,7 @@ fn subset(
 /// `in` over action groups is an entity look-up), and a scope that is true there decides
 /// nothing. Id, annotations, effect, the other scopes and the conditions stay as they are.
 fn without_action_scope(policy: &cedar::Policy) -> Result<cedar::Policy, String> {
-    let failed = |e: &dyn std::fmt::Display| format!("policy {}: {e}", policy.id());
-    let mut json = policy.to_json().map_err(|e| failed(&e))?;
-    let Some(scope) = json.get_mut("action") else {
-        return Err(failed(&"no action scope in its JSON form"));
-    };
-    *scope = serde_json::json!({ "op": "All" });
-    cedar::Policy::from_json(Some(policy.id().clone()), json).map_err(|e| failed(&e))
+    with_scopes_admitting_anything(policy, &["action"])
 }
 
 /// Whether the action scope matches `action`, whose ancestor groups are `groups`: `None` when

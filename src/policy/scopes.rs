@@ -57,7 +57,7 @@ impl Memberships {
             let bits = of
                 .entry(uid.clone())
                 .or_insert_with(|| vec![0; words].into());
-            bits[target / 64] |= 1 << (target % 64);
+            set_bit(bits, target);
         };
         for (target, &n) in &self.targets {
             set(target, n);
@@ -91,18 +91,24 @@ impl Memberships {
             if of_group.is_empty() {
                 continue;
             }
-            let union = bits.to_mut();
-            if union.is_empty() {
-                union.extend_from_slice(of_group);
-            } else {
-                union
-                    .iter_mut()
-                    .zip(of_group)
-                    .for_each(|(word, g)| *word |= g);
+            if bits.is_empty() {
+                bits = Cow::Borrowed(of_group);
+                continue;
             }
+            // Every non-empty set has one word per 64 targets.
+            let union = bits.to_mut();
+            union
+                .iter_mut()
+                .zip(of_group)
+                .for_each(|(word, g)| *word |= g);
         }
         bits
     }
+}
+
+/// Sets bit `n` of `bits`.
+fn set_bit(bits: &mut [u64], n: usize) {
+    bits[n / 64] |= 1 << (n % 64);
 }
 
 /// Whether bit `n` of `bits` is set.
@@ -204,7 +210,7 @@ pub(crate) fn left_out(
             || scope.resource.excludes(resource, resource_in)
         {
             let bits = bits.get_or_insert_with(|| vec![0; scopes.len().div_ceil(64)].into());
-            bits[i / 64] |= 1 << (i % 64);
+            set_bit(bits, i);
         }
     }
     bits
