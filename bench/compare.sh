@@ -19,6 +19,8 @@
 #                        (the "foreign CPU" column says how much they used during each run)
 #   FLOOR [0]            1: also measure examples/floor_proxy.rs, the gateway's stack (rustls,
 #                        hyper, hyper-util's pool, a runtime per core) without the gateway's work
+#   FLOOR_WORK_US [0]    µs of busy work the floor proxy adds to every call: a stand-in for a
+#                        gateway whose own work costs that much (examples/floor_proxy.rs)
 # Default run: 3 levels x 3 rounds x 3 targets x 10 s + set-up, about 5 minutes.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

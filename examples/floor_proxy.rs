@@ -6,10 +6,16 @@
 //!
 //! Usage: `floor_proxy LISTEN CERT_PEM KEY_PEM UPSTREAM_BASE` (e.g. `127.0.0.1:28004 gw.pem
 //! gw.key http://127.0.0.1:28000`); one worker per core.
+//!
+//! `FLOOR_WORK_US=N` adds N µs of busy work (calibrated at start) to every call: the floor then
+//! stands for a gateway whose own work costs N µs a call, which shows how much own work a given
+//! throughput against nginx leaves room for (`bench/compare.sh` passes the variable through).
 
+use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -40,12 +46,15 @@ fn main() -> Result<(), Failure> {
         .authority()
         .cloned()
         .ok_or("UPSTREAM_BASE has no host")?;
+    let work = Work::from_env()?;
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let threads: Vec<_> = (0..workers)
         .map(|_| {
             let listener = bind(listen)?;
             let (tls, authority) = (tls.clone(), authority.clone());
-            Ok(std::thread::spawn(move || serve(listener, tls, authority)))
+            Ok(std::thread::spawn(move || {
+                serve(listener, tls, authority, work)
+            }))
         })
         .collect::<Result<_, Failure>>()?;
     for thread in threads {
@@ -69,6 +78,7 @@ fn serve(
     listener: std::net::TcpListener,
     tls: TlsAcceptor,
     authority: Authority,
+    work: Work,
 ) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,7 +99,10 @@ fn serve(
                 let Ok(stream) = tls.accept(stream).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(move |req| proxy(forward.clone(), req));
+                let service = hyper::service::service_fn(move |req| {
+                    work.run();
+                    proxy(forward.clone(), req)
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -115,4 +128,47 @@ async fn proxy(
         .path_and_query(path)
         .build()?;
     Ok(client.request(Request::from_parts(parts, body)).await?)
+}
+
+/// Busy work added to every call (`FLOOR_WORK_US`), as a number of steps of a loop the
+/// optimiser cannot remove.
+#[derive(Clone, Copy)]
+struct Work {
+    steps: u64,
+}
+
+impl Work {
+    fn from_env() -> Result<Self, Failure> {
+        let micros: u64 = match std::env::var("FLOOR_WORK_US") {
+            Ok(text) => text.parse().map_err(|_| "FLOOR_WORK_US must be whole µs")?,
+            Err(_) => 0,
+        };
+        if micros == 0 {
+            return Ok(Self { steps: 0 });
+        }
+        // The fastest of a few timed rounds: the least disturbed by other processes.
+        let probe = 1_000_000;
+        let fastest = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                Self { steps: probe }.run();
+                started.elapsed()
+            })
+            .min()
+            .unwrap_or(Duration::from_millis(1));
+        let per_micro = probe as f64 / fastest.as_secs_f64() / 1e6;
+        let steps = (per_micro * micros as f64) as u64;
+        eprintln!("floor_proxy: {micros} µs of work per call = {steps} steps");
+        Ok(Self { steps })
+    }
+
+    fn run(self) {
+        let mut x = black_box(0x9e37_79b9_7f4a_7c15_u64);
+        for _ in 0..self.steps {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        black_box(x);
+    }
 }
