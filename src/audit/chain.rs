@@ -6,7 +6,6 @@
 //! tool can check a line without a JSON canonicaliser.
 
 use std::borrow::Cow;
-use std::io::Write as _;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -31,6 +30,9 @@ pub(super) fn encode_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(b)] {
+            continue;
+        }
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -39,8 +41,7 @@ pub(super) fn encode_str(s: &str, out: &mut Vec<u8>) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&bytes[start..i]);
         if esc.is_empty() {
@@ -56,6 +57,19 @@ pub(super) fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// The bytes a JSON string must escape: controls, `"` and `\`.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Lowercase hex SHA-256.
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -63,13 +77,11 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lowercase hex of bytes.
 pub(super) fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
+    let mut digits = vec![0; bytes.len() * 2];
+    // The output is exactly twice as long as the input, so this cannot fail; nor can the UTF-8
+    // check of hex digits.
+    let _ = hex::encode_to_slice(bytes, &mut digits);
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// The hash of a record whose line, without its `hash` member, is `prefix` + `}`.
@@ -109,8 +121,11 @@ pub(super) struct Envelope<'a> {
 /// Layout: `v`, `seq`, `time`, `instance`, `kind`, the body members, `prev`, `hash`.
 pub(super) fn render(env: &Envelope<'_>, body_json: &[u8]) -> (Vec<u8>, String) {
     let mut line = Vec::with_capacity(body_json.len() + 320);
-    // Writing into a Vec cannot fail.
-    let _ = write!(line, "{{\"v\":{FORMAT_VERSION},\"seq\":{}", env.seq);
+    let mut digits = itoa::Buffer::new();
+    line.extend_from_slice(b"{\"v\":");
+    line.extend_from_slice(digits.format(FORMAT_VERSION).as_bytes());
+    line.extend_from_slice(b",\"seq\":");
+    line.extend_from_slice(digits.format(env.seq).as_bytes());
     line.extend_from_slice(b",\"time\":");
     encode_str(env.time, &mut line);
     line.extend_from_slice(b",\"instance\":");

@@ -7,6 +7,7 @@
 //! review side ([`verify`], [`query`], [`tail`]) reads the files. The record format is
 //! specified in `docs/AUDIT_FORMAT.md`.
 
+mod call_json;
 mod chain;
 mod file;
 mod files;

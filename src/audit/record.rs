@@ -6,6 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::AuditError;
+use super::call_json::{write_call, write_outcome};
 
 /// An event the gateway submits; the writer adds `v`, `seq`, `time`, `instance`, `prev` and `hash`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +24,7 @@ pub enum AuditEvent {
 }
 
 /// The verdict of the policy engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// The call may proceed (a non-empty `monitor` list makes it a would-deny).
     Allow,
@@ -32,9 +32,18 @@ pub enum Verdict {
     Deny,
 }
 
+impl Verdict {
+    /// The verdict as written in records: `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
 /// How a change ticket was presented (`pattern` or `signed`, as in the policy context).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketKind {
     /// A plain id matched against the configured pattern.
     Pattern,
@@ -44,9 +53,19 @@ pub enum TicketKind {
     Claimed,
 }
 
+impl TicketKind {
+    /// The kind as written in records: `pattern`, `signed` or `claimed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::Pattern => "pattern",
+            TicketKind::Signed => "signed",
+            TicketKind::Claimed => "claimed",
+        }
+    }
+}
+
 /// A keyed hash (HMAC-SHA256, first 32 hex digits); only the redactor makes one.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyedHash(String);
 
 impl KeyedHash {
@@ -73,108 +92,80 @@ impl fmt::Display for KeyedHash {
 }
 
 /// The change ticket attached to a call: its id, kind and the keyed hash of the raw token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketRef {
     /// The ticket id (change number), not secret.
     pub id: String,
     /// Pattern-checked id or signed JWT.
     pub kind: TicketKind,
     /// Keyed hash of the raw header value; the token itself never enters the log.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<KeyedHash>,
 }
 
-/// The fields describing one call through the gateway.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The fields describing one call through the gateway (written by `call_json`, in this order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallRecord {
     /// The gateway's request id (also in the tracing logs).
     pub request_id: String,
     /// Client address as `ip:port`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// Protocol the client spoke, e.g. `vi-json`, `soap`, `rest`, `other`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// vim method, e.g. `EnterMaintenanceMode_Task`, or the HTTP method for other calls.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Managed object type, e.g. `HostSystem`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mo_type: Option<String>,
     /// Managed object id, e.g. `host-42`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mo_id: Option<String>,
     /// The request path (without query string secrets).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     /// The vCenter user the call ran as.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     /// Groups a verified identity token added to the principal.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// Keyed hash of the session token.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<KeyedHash>,
     /// The change ticket, if one was attached.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<TicketRef>,
     /// The verdict, on guarded calls.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Verdict>,
     /// Ids of the policies that determined the verdict.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
     /// Ids of monitor-mode policies that would have denied the call.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub monitor: Vec<String>,
     /// The operator-facing reason of the verdict, or why the gateway refused or failed the call.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Why the change ticket the call carried was not accepted (bad signature, expired, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket_problem: Option<String>,
     /// Hash of the policy set in force.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_set: Option<String>,
     /// The approval request this call filed, or the approval it used (`apr-…`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
     /// The ticket claim that gave the call its ticket (`clm-…`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
     /// What a stored call turned out to do when vcguard looked it up in vCenter (a scheduled
     /// task's action, a DRS recommendation's reason); the call was decided on that.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub looked_up: Option<String>,
 }
 
 /// The outcome of a call: the call fields plus what came back.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutcomeRecord {
     /// The call the outcome belongs to (same fields as its decision record).
-    #[serde(flatten)]
     pub call: CallRecord,
     /// HTTP status returned to the client.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// vim fault type, e.g. `InvalidState`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
     /// Task reference returned, e.g. `task-1234`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
     /// Request body bytes received from the client.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_in: Option<u64>,
     /// Response body bytes sent to the client.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_out: Option<u64>,
     /// Time from request received to response complete, in milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     /// Gateway-side error, e.g. `upstream timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -381,9 +372,15 @@ impl Prepared {
                 } else {
                     SEVERITY_INFO
                 };
-                Prepared::body("decision", call, severity)
+                Ok(Prepared::written("decision", severity, |out| {
+                    write_call(call, out)
+                }))
             }
-            AuditEvent::Outcome(outcome) => Prepared::body("outcome", outcome, SEVERITY_INFO),
+            AuditEvent::Outcome(outcome) => {
+                Ok(Prepared::written("outcome", SEVERITY_INFO, |out| {
+                    write_outcome(outcome, out)
+                }))
+            }
             AuditEvent::Reload(reload) => {
                 let severity = if reload.ok {
                     SEVERITY_INFO
@@ -394,6 +391,18 @@ impl Prepared {
             }
             AuditEvent::Approval(approval) => Prepared::body("approval", approval, SEVERITY_NOTICE),
             AuditEvent::Claim(claim) => Prepared::body("claim", claim, SEVERITY_NOTICE),
+        }
+    }
+
+    /// A body written by `write`, which appends one JSON object.
+    fn written(kind: &'static str, severity: u8, write: impl FnOnce(&mut Vec<u8>)) -> Prepared {
+        let mut json = Vec::with_capacity(BODY_CAPACITY);
+        write(&mut json);
+        Prepared {
+            kind,
+            time: format_time(OffsetDateTime::now_utc()),
+            body: json,
+            severity,
         }
     }
 

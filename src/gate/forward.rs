@@ -72,6 +72,8 @@ struct ForwardInner {
     client: Client<UpstreamConnector, ProxyBody>,
     scheme: Scheme,
     authority: Authority,
+    /// The `Host` header vCenter gets: what hyper-util would make of the URL on every call.
+    host: HeaderValue,
     response_timeout: Duration,
     long_poll: LongPollLimits,
     /// One permit per request in flight to vCenter, held until its response body is done.
@@ -125,11 +127,13 @@ impl Forward {
             .authority()
             .cloned()
             .unwrap_or_else(|| Authority::from_static("localhost"));
+        let host = host_header(&scheme, &authority);
         Self {
             inner: Arc::new(ForwardInner {
                 client,
                 scheme,
                 authority,
+                host,
                 response_timeout: options.response_timeout,
                 long_poll: options.long_poll,
                 in_flight,
@@ -252,7 +256,7 @@ impl ForwardInner {
         let client = parts.extensions.get::<ClientAddr>();
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers, upgrade);
-        headers.remove(header::HOST);
+        headers.insert(header::HOST, self.host.clone());
         headers.remove(header::EXPECT);
         // The gateway's request id is the client's to see, not vCenter's.
         headers.remove(crate::gate::request_id::REQUEST_ID_HEADER);
@@ -273,6 +277,16 @@ impl ForwardInner {
         }
         Ok(Request::from_parts(parts, body))
     }
+}
+
+/// The `Host` header for vCenter at `authority`: its host, and its port unless the scheme's own.
+fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
+    let default_port = if *scheme == Scheme::HTTP { 80 } else { 443 };
+    let text = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// The most telling text of a client error: its cause when it has one.
@@ -462,6 +476,19 @@ async fn splice_upgraded(client: hyper::upgrade::OnUpgrade, upstream: hyper::upg
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_names_the_port_unless_it_is_the_schemes_own() {
+        let host = |scheme: Scheme, authority: &'static str| {
+            host_header(&scheme, &Authority::from_static(authority))
+        };
+        assert_eq!(host(Scheme::HTTPS, "vc.example:443"), "vc.example");
+        assert_eq!(host(Scheme::HTTPS, "vc.example"), "vc.example");
+        assert_eq!(host(Scheme::HTTPS, "vc.example:8443"), "vc.example:8443");
+        assert_eq!(host(Scheme::HTTPS, "vc.example:80"), "vc.example:80");
+        assert_eq!(host(Scheme::HTTP, "vc.example:80"), "vc.example");
+        assert_eq!(host(Scheme::HTTPS, "[::1]:8443"), "[::1]:8443");
+    }
 
     #[test]
     fn hop_by_hop_headers_are_removed() {

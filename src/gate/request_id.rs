@@ -2,7 +2,6 @@
 //! never trusted), kept in the extensions by tower-http's `SetRequestId` and echoed in the
 //! response by `PropagateRequestId`.
 
-use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,10 +21,12 @@ impl MakeRequestId for GatewayRequestIds {
         static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // Sized exactly, so the header value takes the buffer over without another allocation.
-        let mut id = String::with_capacity(32);
-        let _ = write!(id, "{:016x}{n:016x}", *PREFIX);
-        HeaderValue::try_from(id).ok().map(RequestId::new)
+        let mut digits = [0; 32];
+        let (random_half, count_half) = digits.split_at_mut(16);
+        // Each half is exactly twice as long as its 8 bytes: neither can fail.
+        let _ = hex::encode_to_slice(PREFIX.to_be_bytes(), random_half);
+        let _ = hex::encode_to_slice(n.to_be_bytes(), count_half);
+        HeaderValue::from_bytes(&digits).ok().map(RequestId::new)
     }
 }
 

@@ -262,13 +262,15 @@ fn decode_segment(raw: &str, index: usize) -> Result<Cow<'_, str>, PathError> {
         i += 1;
     }
     let decoded = if escaped {
-        Cow::Owned(String::from_utf8(out).map_err(|_| PathError::InvalidUtf8(index))?)
+        let decoded = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8(index))?;
+        // Escapes can spell controls beyond ASCII (U+0080–U+009F); the raw bytes above held none.
+        if decoded.chars().any(char::is_control) {
+            return Err(PathError::ControlCharacter(index));
+        }
+        Cow::Owned(decoded)
     } else {
         Cow::Borrowed(raw)
     };
-    if decoded.chars().any(char::is_control) {
-        return Err(PathError::ControlCharacter(index));
-    }
     if decoded == "." || decoded == ".." {
         return Err(PathError::DotSegment {
             index,
