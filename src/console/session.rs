@@ -30,10 +30,7 @@ pub(crate) fn csrf_token(token: &str) -> String {
     let mut hash = Sha256::new();
     hash.update(b"vcguard console csrf v1\0");
     hash.update(token.as_bytes());
-    hash.finalize()[..20]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hash.finalize()[..20])
 }
 
 /// Whether `sent` is the CSRF token of the session `token`.

@@ -141,7 +141,7 @@ pub fn approval_key(user: &str, call: &GuardedCall) -> ApprovalKey {
         requester: user.to_owned(),
         action: call.method.clone(),
         target: format!("{}:{}", call.target.mo_type, call.target.value),
-        body_hash: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        body_hash: hex::encode(digest),
     }
 }
 

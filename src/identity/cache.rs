@@ -15,7 +15,7 @@ pub struct SessionKey([u8; 32]);
 impl SessionKey {
     /// The key as 32 hex digits (the first 16 bytes), for logs.
     pub fn short_hex(&self) -> String {
-        self.0[..16].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.0[..16])
     }
 }
 

@@ -84,11 +84,7 @@ pub(crate) fn hash_files(files: &[SourceFile]) -> String {
         hasher.update((file.text.len() as u64).to_le_bytes());
         hasher.update(file.text.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// Loads and strictly validates a policy directory, collecting every problem.

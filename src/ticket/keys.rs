@@ -133,11 +133,7 @@ pub(super) struct PublicParts {
 
 /// The stable id of a public key: first 16 hex digits of SHA-256 over its DER SPKI.
 pub(super) fn key_id(spki_der: &[u8]) -> String {
-    Sha256::digest(spki_der)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(spki_der)[..8])
 }
 
 /// Loads every configured key; key ids must be unique.
