@@ -254,9 +254,9 @@ pub struct UpstreamSection {
     pub long_poll_max_secs: u64,
     /// Seconds added to a `WaitForUpdatesEx`'s `maxWaitSeconds` for its response deadline. Default 30.
     pub long_poll_margin_secs: u64,
-    /// Seconds an idle pooled connection to vCenter is kept. Default 90.
+    /// Seconds an idle pooled connection to vCenter is kept (0: none is kept). Default 90.
     pub pool_idle_timeout_secs: u64,
-    /// Idle pooled connections to vCenter kept at most. Default 128.
+    /// Idle pooled connections to vCenter kept at most (0: every call connects). Default 128.
     pub pool_max_idle: usize,
     /// Requests in flight to vCenter at once (each holds one connection); more wait. Default 128.
     pub max_connections: usize,

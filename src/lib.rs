@@ -25,4 +25,5 @@ pub mod state;
 pub mod ticket;
 pub mod tls;
 pub mod upstream_connect;
+pub mod upstream_pool;
 pub mod vsphere;

@@ -11,17 +11,17 @@ use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 
-use crate::body::{ProxyBody, boxed, holding};
+use crate::body::{ProxyBody, boxed};
 use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, StepResult};
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
 use crate::upstream_connect::{UPSTREAM_TCP_KEEPALIVE, UpstreamConnector};
+use crate::upstream_pool::{UpstreamError, UpstreamPool};
 use crate::vsphere::long_poll::{LongPollLimits, WaitBound};
 
 /// Where and how to reach vCenter.
@@ -69,8 +69,7 @@ pub struct Forward {
 }
 
 struct ForwardInner {
-    client: Client<UpstreamConnector, ProxyBody>,
-    scheme: Scheme,
+    pool: Arc<UpstreamPool>,
     authority: Authority,
     /// The `Host` header vCenter gets: what hyper-util would make of the URL on every call.
     host: HeaderValue,
@@ -115,12 +114,12 @@ impl Forward {
             options.connect_timeout,
             Some(UPSTREAM_TCP_KEEPALIVE),
         );
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .pool_max_idle_per_host(options.pool_max_idle)
-            .build(connector);
+        let pool = UpstreamPool::new(
+            connector,
+            options.base.clone(),
+            options.pool_max_idle,
+            options.pool_idle_timeout,
+        );
         let scheme = options.base.scheme().cloned().unwrap_or(Scheme::HTTPS);
         let authority = options
             .base
@@ -130,8 +129,7 @@ impl Forward {
         let host = host_header(&scheme, &authority);
         Self {
             inner: Arc::new(ForwardInner {
-                client,
-                scheme,
+                pool,
                 authority,
                 host,
                 response_timeout: options.response_timeout,
@@ -165,9 +163,7 @@ impl ForwardInner {
     ) -> Result<Response<ProxyBody>, GatewayError> {
         let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
         let public_authority = client_facing_authority(&req);
-        let upstream_req = self
-            .upstream_request(req)
-            .map_err(GatewayError::BadRequest)?;
+        let upstream_req = self.upstream_request(req);
         let wait = Facts::of(&upstream_req).map_or(WaitBound::NotWaiting, |facts| facts.wait());
         let started = Instant::now();
         let exchange = async {
@@ -176,7 +172,7 @@ impl ForwardInner {
                 WaitBound::NotWaiting => self.in_flight.clone().acquire_owned().await.ok(),
                 _ => None,
             };
-            (permit, self.client.request(upstream_req).await)
+            (permit, self.pool.send(upstream_req).await)
         };
         let (permit, result) = match self
             .long_poll
@@ -215,11 +211,11 @@ impl ForwardInner {
         );
         rewrite_set_cookie(response.headers_mut(), self.authority.host());
         // The connection stays busy until the body is streamed out (or dropped).
-        Ok(response.map(|body| holding(boxed(body), permit)))
+        Ok(response.map(|body| boxed(body.holding(permit))))
     }
 
     /// What a failed exchange with vCenter means for the client.
-    fn send_error(&self, err: &hyper_util::client::legacy::Error) -> GatewayError {
+    fn send_error(&self, err: &UpstreamError) -> GatewayError {
         let cause = cause_of(err);
         if request_body_failed(err) {
             return GatewayError::ClientAborted { cause };
@@ -232,7 +228,7 @@ impl ForwardInner {
         }
     }
 
-    fn upstream_request(&self, req: Request<ProxyBody>) -> Result<Request<ProxyBody>, String> {
+    fn upstream_request(&self, req: Request<ProxyBody>) -> Request<ProxyBody> {
         let (mut parts, body) = req.into_parts();
         let upgrade = is_upgrade(&parts.headers);
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -246,12 +242,8 @@ impl ForwardInner {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|err| format!("cannot build the upstream URL: {err}"))?;
+        // Origin form: vCenter is named by the connection and the `Host` header.
+        parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
         let client = parts.extensions.get::<ClientAddr>();
         let headers = &mut parts.headers;
@@ -275,7 +267,7 @@ impl ForwardInner {
         if let Some(host) = original_host {
             headers.insert(X_FORWARDED_HOST, host);
         }
-        Ok(Request::from_parts(parts, body))
+        Request::from_parts(parts, body)
     }
 }
 
