@@ -72,7 +72,7 @@ impl UpstreamPool {
         mut req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         loop {
-            let (mut sender, reused) = match self.take_idle().await {
+            let (mut sender, reused) = match self.take_idle() {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
@@ -92,20 +92,12 @@ impl UpstreamPool {
         self.idle_list().len()
     }
 
-    async fn take_idle(&self) -> Option<SendRequest<ProxyBody>> {
-        loop {
-            let mut sender = self.pop_live(Instant::now())?;
-            if sender.is_ready() || sender.ready().await.is_ok() {
-                return Some(sender);
-            }
-        }
-    }
-
-    /// The most recently returned idle connection that is neither closed nor expired.
-    fn pop_live(&self, now: Instant) -> Option<SendRequest<ProxyBody>> {
+    /// The most recently returned idle connection that is ready for a request and not expired.
+    fn take_idle(&self) -> Option<SendRequest<ProxyBody>> {
+        let now = Instant::now();
         let mut idle = self.idle_list();
         while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() && now.duration_since(entry.since) < self.idle_timeout {
+            if entry.sender.is_ready() && now.duration_since(entry.since) < self.idle_timeout {
                 return Some(entry.sender);
             }
         }
@@ -153,10 +145,24 @@ impl UpstreamPool {
         })
     }
 
-    fn give_back(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
+    fn give_back(self: &Arc<Self>, mut sender: SendRequest<ProxyBody>) {
+        if sender.is_ready() {
+            self.keep(sender);
+        } else if !sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Still busy, e.g. sending the rest of a request body vCenter answered early: pooled
+            // once it is free, so that no call waits behind it.
+            let pool = self.clone();
+            drop(runtime.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.keep(sender);
+                }
+            }));
         }
+    }
+
+    fn keep(&self, sender: SendRequest<ProxyBody>) {
         let mut idle = self.idle_list();
         if idle.len() < self.max_idle {
             idle.push(IdleConnection {
@@ -260,6 +266,7 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use futures_util::StreamExt;
     use http_body_util::{BodyExt, Empty, Full};
     use hyper_util::rt::TokioIo;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -293,6 +300,44 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         (listener, base.parse().expect("uri"))
+    }
+
+    /// What [`answer_once`]'s server does with a connection once it has answered.
+    enum AfterAnswer {
+        /// Closes it, without having said so in the answer.
+        Close,
+        /// Reads (and ignores) whatever else comes, e.g. the rest of a request body.
+        KeepReading,
+    }
+
+    /// A raw HTTP/1.1 server answering `ok` once per connection as soon as a request head is in,
+    /// counting the connections it accepts.
+    async fn answer_once(after: AfterAnswer) -> (Uri, Arc<AtomicUsize>) {
+        let (listener, base) = listen().await;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let keep_reading = matches!(after, AfterAnswer::KeepReading);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if socket.write_all(answer).await.is_err() || !keep_reading {
+                        return;
+                    }
+                    while let Ok(1..) = socket.read(&mut buf).await {}
+                });
+            }
+        });
+        (base, accepted)
     }
 
     fn pool(base: Uri, max_idle: usize, idle_timeout: Duration) -> Arc<UpstreamPool> {
@@ -342,31 +387,32 @@ mod tests {
 
     #[tokio::test]
     async fn connections_vcenter_closes_after_answering_are_not_used_again() {
-        // Answers once per connection, then closes it without saying so beforehand.
-        let (listener, base) = listen().await;
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-            }
-        });
+        let (base, accepted) = answer_once(AfterAnswer::Close).await;
         let pool = pool(base, 4, Duration::from_secs(30));
         for _ in 0..10 {
             assert_eq!(read_all(&pool).await, &b"ok"[..]);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 10);
+    }
+
+    #[tokio::test]
+    async fn no_call_waits_behind_a_request_body_still_going_out() {
+        let (base, accepted) = answer_once(AfterAnswer::KeepReading).await;
+        let pool = pool(base, 4, Duration::from_secs(30));
+        let endless = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(
+            Bytes::from_static(b"first chunk"),
+        ))])
+        .chain(futures_util::stream::pending());
+        let upload = Request::post("/upload")
+            .body(crate::body::boxed(http_body_util::StreamBody::new(endless)))
+            .expect("request");
+        let answer = pool.send(upload).await.expect("answer");
+        answer.into_body().collect().await.expect("body");
+        let next = tokio::time::timeout(Duration::from_secs(5), read_all(&pool))
+            .await
+            .expect("the next call does not wait for the upload to end");
+        assert_eq!(next, &b"ok"[..]);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
