@@ -111,7 +111,11 @@ impl http_body::Body for Prefixed {
 
 /// Keeps `guard` alive for as long as the body is (e.g. a permit for the connection it
 /// streams from); size and end of stream are the body's own.
-pub fn holding<G: Send + 'static>(body: ProxyBody, guard: G) -> ProxyBody {
+pub fn holding<B, G>(body: B, guard: G) -> ProxyBody
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    G: Send + 'static,
+{
     Holding {
         body,
         _guard: guard,
@@ -120,14 +124,17 @@ pub fn holding<G: Send + 'static>(body: ProxyBody, guard: G) -> ProxyBody {
 }
 
 pin_project_lite::pin_project! {
-    struct Holding<G> {
+    struct Holding<B, G> {
         #[pin]
-        body: ProxyBody,
+        body: B,
         _guard: G,
     }
 }
 
-impl<G> http_body::Body for Holding<G> {
+impl<B, G> http_body::Body for Holding<B, G>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 

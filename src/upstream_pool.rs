@@ -2,8 +2,8 @@
 //!
 //! One pool per worker thread (per-core serving), so a call, its connection and the task that
 //! drives it stay on one thread. The most recently returned connection is taken first; a
-//! connection goes back only once its answer has been read to the end, and a request that a
-//! reused connection closed under before sending it goes out again on another one.
+//! connection goes back only once its answer has been read to the end and it is free, and a
+//! request that a reused connection closed under before sending it goes out again on another.
 
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::task::{Context, Poll};
@@ -14,7 +14,6 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt;
 
 use crate::body::{BoxError, ProxyBody};
@@ -141,7 +140,6 @@ impl UpstreamPool {
             body,
             ended: false,
             lease,
-            permit: None,
         })
     }
 
@@ -205,21 +203,11 @@ struct Lease {
     sender: SendRequest<ProxyBody>,
 }
 
-/// vCenter's answer body: gives its connection back to the pool once read to the end, and
-/// releases the in-flight permit it holds when dropped.
+/// vCenter's answer body: gives its connection back to the pool once read to the end.
 pub struct UpstreamBody {
     body: Incoming,
     ended: bool,
     lease: Option<Lease>,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl UpstreamBody {
-    /// Holds `permit` until the body is dropped.
-    pub fn holding(mut self, permit: Option<OwnedSemaphorePermit>) -> Self {
-        self.permit = permit;
-        self
-    }
 }
 
 impl Body for UpstreamBody {

@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 
-use crate::body::{ProxyBody, boxed};
+use crate::body::{ProxyBody, holding};
 use crate::gate::error::GatewayError;
 use crate::gate::facts::Facts;
 use crate::gate::step::{Inner, StepResult};
@@ -71,7 +71,7 @@ pub struct Forward {
 struct ForwardInner {
     pool: Arc<UpstreamPool>,
     authority: Authority,
-    /// The `Host` header vCenter gets: what hyper-util would make of the URL on every call.
+    /// The `Host` header vCenter gets, made once from the base URL.
     host: HeaderValue,
     response_timeout: Duration,
     long_poll: LongPollLimits,
@@ -211,7 +211,7 @@ impl ForwardInner {
         );
         rewrite_set_cookie(response.headers_mut(), self.authority.host());
         // The connection stays busy until the body is streamed out (or dropped).
-        Ok(response.map(|body| boxed(body.holding(permit))))
+        Ok(response.map(|body| holding(body, permit)))
     }
 
     /// What a failed exchange with vCenter means for the client.
