@@ -162,9 +162,7 @@ cacert = \"$work/gw.pem\""
       continue
     fi
     for m in EnterMaintenanceMode_Task ExitMaintenanceMode_Task; do
-      printf 'url = "%s%s/HostSystem/host-21/%s"\nrequest = "POST"\n' "$1" "$API" "$m"
-      printf 'header = "vmware-api-session-id: %s"\nheader = "Content-Type: application/json"\n' "$token"
-      printf 'header = "X-Change-Ticket: CHG0012345"\ndata = "{\\"timeout\\":0}"\n'
+      maintenance_call_config "$1" "$m"
       printf 'output = "/dev/null"\nwrite-out = "%%{http_code} %%{time_total} %%{num_connects}\\n"\n%s\nnext\n' "$common"
     done
   done

@@ -125,6 +125,15 @@ login() {
     awk -F': ' 'tolower($1)=="vmware-api-session-id"{print $2}' | tr -d '\r'
 }
 
+# maintenance_call_config BASE_URL METHOD: the curl config lines of a guarded VI/JSON call METHOD
+# (Enter/ExitMaintenanceMode_Task) on host-21 with a change ticket, as session $token; the caller
+# adds its output options and `next`.
+maintenance_call_config() {
+  printf 'url = "%s%s/HostSystem/host-21/%s"\nrequest = "POST"\n' "$1" "$API" "$2"
+  printf 'header = "vmware-api-session-id: %s"\nheader = "Content-Type: application/json"\n' "$token"
+  printf 'header = "X-Change-Ticket: CHG0012345"\ndata = "{\\"timeout\\":0}"\n'
+}
+
 # rss_kib PID [VmRSS|VmHWM]
 rss_kib() { awk -v k="${2:-VmRSS}:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

@@ -65,7 +65,7 @@ token=$(login "$url")
 log "training: wrk at 16 and 1 connections, SOAP and guarded calls"
 wrk -t 2 -c 16 -d "${TRAIN_SECS}s" -H "vmware-api-session-id: $token" "$url$GET_PATH" >/dev/null
 wrk -t 1 -c 1 -d "$((TRAIN_SECS / 3 + 1))s" -H "vmware-api-session-id: $token" "$url$GET_PATH" >/dev/null
-soap_call() { # body: one SOAP call on the ServiceInstance, answered 200
+soap_call() { # body: a SOAP envelope around one call
   printf '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>%s</soapenv:Body></soapenv:Envelope>' "$1"
 }
 training_config() { # curl config: SOAP reads, guarded calls allowed and refused, on one connection
@@ -78,9 +78,7 @@ cacert = \"$work/gw.pem\""
     printf 'header = "SOAPAction: urn:vim25/8.0.3.0"\nheader = "Cookie: vmware_soap_session=\\"%s\\""\n' "$token"
     printf 'data = "%s"\n%s\nnext\n' "${content//\"/\\\"}" "$end"
     for m in EnterMaintenanceMode_Task ExitMaintenanceMode_Task; do
-      printf 'url = "%s%s/HostSystem/host-21/%s"\nrequest = "POST"\n' "$url" "$API" "$m"
-      printf 'header = "vmware-api-session-id: %s"\nheader = "Content-Type: application/json"\n' "$token"
-      printf 'header = "X-Change-Ticket: CHG0012345"\ndata = "{\\"timeout\\":0}"\n'
+      maintenance_call_config "$url" "$m"
       printf '%s\nnext\n' "$end"
     done
     printf 'url = "%s%s/HostAccessManager/ham-21/ChangeLockdownMode"\n' "$url" "$API"
