@@ -323,7 +323,6 @@ impl Gateway {
             write_ahead: WriteAhead::new(audit.clone()),
             forward,
             ticket_header: parts.tickets.header.clone(),
-            workers: parts.workers.max(1),
         };
         let make_service: MakeService = Arc::new(move || steps.stack());
         Ok(Self {
@@ -498,12 +497,11 @@ struct StepsFactory {
     write_ahead: WriteAhead,
     forward: Forward,
     ticket_header: HeaderName,
-    workers: usize,
 }
 
 impl StepsFactory {
     fn stack(&self) -> GatewayService {
-        let forward = self.forward.with_own_pool(self.workers);
+        let forward = self.forward.with_own_pool();
         stack(
             Steps {
                 rescue: self.rescue.clone(),

@@ -1,10 +1,13 @@
 //! Connections to vCenter kept open between calls, on hyper's HTTP/1.1 `client::conn`.
 //!
 //! One pool per worker thread (per-core serving), so a call, its connection and the task that
-//! drives it stay on one thread. The most recently returned connection is taken first; a
-//! connection goes back only once its answer has been read to the end and it is free, and a
-//! request that a reused connection closed under before sending it goes out again on another.
+//! drives it stay on one thread. The pools of one vCenter share one [`IdleBudget`], so a busier
+//! worker keeps more of the idle connections instead of closing what it cannot keep. The most
+//! recently returned connection is taken first; a connection goes back only once its answer has
+//! been read to the end and it is free, and a request that a reused connection closed under
+//! before sending it goes out again on another.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -30,12 +33,47 @@ pub enum UpstreamError {
     Exchange(#[source] hyper::Error),
 }
 
+/// How many idle connections the pools of one vCenter keep between them (`pool_max_idle`).
+#[derive(Debug)]
+pub struct IdleBudget {
+    max: usize,
+    kept: AtomicUsize,
+}
+
+impl IdleBudget {
+    /// A budget of `max` idle connections for all the pools sharing it.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            kept: AtomicUsize::new(0),
+        })
+    }
+
+    /// Claims room for one more idle connection; false when the pools keep `max` already.
+    fn claim(&self) -> bool {
+        self.kept
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |kept| {
+                (kept < self.max).then_some(kept + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the room of `count` idle connections taken out or closed.
+    fn release(&self, count: usize) {
+        if count > 0 {
+            self.kept.fetch_sub(count, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Open connections to one vCenter, reused across calls.
 pub struct UpstreamPool {
     connector: UpstreamConnector,
     base: Uri,
     idle: Mutex<Vec<IdleConnection>>,
-    max_idle: usize,
+    budget: Arc<IdleBudget>,
+    /// Whether connections are kept at all (a budget and an idle timeout above zero).
+    keeps_idle: bool,
     idle_timeout: Duration,
     sweeper: Once,
 }
@@ -46,20 +84,23 @@ struct IdleConnection {
 }
 
 impl UpstreamPool {
-    /// A pool connecting to `base` with `connector`, keeping at most `max_idle` idle connections
-    /// for `idle_timeout` each (none when either is zero).
+    /// A pool connecting to `base` with `connector`, keeping idle connections within `budget`
+    /// (shared with the other pools of the same vCenter) for `idle_timeout` each (none when
+    /// either is zero).
     pub fn new(
         connector: UpstreamConnector,
         base: Uri,
-        max_idle: usize,
+        budget: Arc<IdleBudget>,
         idle_timeout: Duration,
     ) -> Arc<Self> {
-        let max_idle = if idle_timeout.is_zero() { 0 } else { max_idle };
+        let keeps_idle = budget.max > 0 && !idle_timeout.is_zero();
+        let capacity = if keeps_idle { budget.max.min(64) } else { 0 };
         Arc::new(Self {
             connector,
             base,
-            idle: Mutex::new(Vec::with_capacity(max_idle.min(64))),
-            max_idle,
+            idle: Mutex::new(Vec::with_capacity(capacity)),
+            budget,
+            keeps_idle,
             idle_timeout,
             sweeper: Once::new(),
         })
@@ -86,6 +127,11 @@ impl UpstreamPool {
         }
     }
 
+    /// The idle-connection budget this pool shares.
+    pub fn budget(&self) -> &Arc<IdleBudget> {
+        &self.budget
+    }
+
     /// Idle connections now open.
     pub fn idle_count(&self) -> usize {
         self.idle_list().len()
@@ -96,6 +142,7 @@ impl UpstreamPool {
         let now = Instant::now();
         let mut idle = self.idle_list();
         while let Some(entry) = idle.pop() {
+            self.budget.release(1);
             if entry.sender.is_ready() && now.duration_since(entry.since) < self.idle_timeout {
                 return Some(entry.sender);
             }
@@ -118,7 +165,7 @@ impl UpstreamPool {
                 tracing::debug!(error = %err, "connection to vCenter ended");
             }
         });
-        if self.max_idle > 0 {
+        if self.keeps_idle {
             self.sweeper
                 .call_once(|| drop(tokio::spawn(sweep(Arc::downgrade(self)))));
         }
@@ -131,10 +178,12 @@ impl UpstreamPool {
         sender: SendRequest<ProxyBody>,
     ) -> Response<UpstreamBody> {
         // An upgraded connection is the client's now; it never comes back.
-        let lease = (self.max_idle > 0 && response.status() != StatusCode::SWITCHING_PROTOCOLS)
-            .then(|| Lease {
-                pool: self.clone(),
-                sender,
+        let lease =
+            (self.keeps_idle && response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| {
+                Lease {
+                    pool: self.clone(),
+                    sender,
+                }
             });
         response.map(|body| UpstreamBody {
             body,
@@ -161,9 +210,8 @@ impl UpstreamPool {
     }
 
     fn keep(&self, sender: SendRequest<ProxyBody>) {
-        let mut idle = self.idle_list();
-        if idle.len() < self.max_idle {
-            idle.push(IdleConnection {
+        if self.budget.claim() {
+            self.idle_list().push(IdleConnection {
                 sender,
                 since: Instant::now(),
             });
@@ -171,9 +219,12 @@ impl UpstreamPool {
     }
 
     fn drop_expired(&self, now: Instant) {
-        self.idle_list().retain(|entry| {
+        let mut idle = self.idle_list();
+        let before = idle.len();
+        idle.retain(|entry| {
             !entry.sender.is_closed() && now.duration_since(entry.since) < self.idle_timeout
         });
+        self.budget.release(before - idle.len());
     }
 
     fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
@@ -181,6 +232,12 @@ impl UpstreamPool {
         self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for UpstreamPool {
+    fn drop(&mut self) {
+        self.budget.release(self.idle_list().len());
     }
 }
 
@@ -329,11 +386,19 @@ mod tests {
     }
 
     fn pool(base: Uri, max_idle: usize, idle_timeout: Duration) -> Arc<UpstreamPool> {
+        sharing_pool(base, IdleBudget::new(max_idle), idle_timeout)
+    }
+
+    fn sharing_pool(
+        base: Uri,
+        budget: Arc<IdleBudget>,
+        idle_timeout: Duration,
+    ) -> Arc<UpstreamPool> {
         let tls =
             crate::tls::upstream_client_config(&crate::config::UpstreamTrust::InsecureSkipVerify)
                 .expect("client config");
         let connector = UpstreamConnector::new(tls, Duration::from_secs(2), None);
-        UpstreamPool::new(connector, base, max_idle, idle_timeout)
+        UpstreamPool::new(connector, base, budget, idle_timeout)
     }
 
     fn get() -> Request<ProxyBody> {
@@ -426,6 +491,43 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn pools_sharing_a_budget_keep_no_more_idle_connections_between_them() {
+        let (base, accepted) = upstream(b"ok").await;
+        let budget = IdleBudget::new(2);
+        let busy = sharing_pool(base.clone(), budget.clone(), Duration::from_secs(30));
+        let quiet = sharing_pool(base, budget, Duration::from_secs(30));
+        let first = busy.send(get()).await.expect("answer");
+        let second = busy.send(get()).await.expect("answer");
+        let third = quiet.send(get()).await.expect("answer");
+        for response in [first, second, third] {
+            response.into_body().collect().await.expect("body");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            (busy.idle_count(), quiet.idle_count()),
+            (2, 0),
+            "the busier pool keeps both idle connections the budget allows"
+        );
+
+        read_all(&busy).await;
+        read_all(&quiet).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            4,
+            "the busy pool reuses its own"
+        );
+        assert_eq!(
+            quiet.idle_count(),
+            0,
+            "the quiet pool cannot keep one while the busy one holds the whole budget"
+        );
+        drop(busy);
+        read_all(&quiet).await;
+        assert_eq!(quiet.idle_count(), 1, "a dropped pool gives its share back");
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
     }
 
     #[tokio::test]

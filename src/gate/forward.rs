@@ -21,7 +21,7 @@ use crate::gate::step::{Inner, StepResult};
 use crate::metrics::{Metrics, Outcome};
 use crate::server::ClientAddr;
 use crate::upstream_connect::{UPSTREAM_TCP_KEEPALIVE, UpstreamConnector};
-use crate::upstream_pool::{UpstreamError, UpstreamPool};
+use crate::upstream_pool::{IdleBudget, UpstreamError, UpstreamPool};
 use crate::vsphere::long_poll::{LongPollLimits, WaitBound};
 
 /// Where and how to reach vCenter.
@@ -88,19 +88,19 @@ impl Forward {
         let in_flight = Arc::new(Semaphore::new(
             options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
         ));
-        Self::with_pool(options, metrics, in_flight)
+        let idle_budget = IdleBudget::new(options.pool_max_idle);
+        Self::with_pool(options, metrics, in_flight, idle_budget)
     }
 
-    /// A forwarder with its own connection pool for one of `workers` worker threads (its
-    /// connections are driven where its requests run), keeping its share of idle connections
-    /// and sharing this one's in-flight limit and metrics.
-    pub fn with_own_pool(&self, workers: usize) -> Self {
-        let mut options = self.inner.options.clone();
-        options.pool_max_idle = options.pool_max_idle.div_ceil(workers.max(1));
+    /// A forwarder with its own connection pool for one worker thread (its connections are
+    /// driven where its requests run), sharing this one's idle-connection budget, in-flight
+    /// limit and metrics.
+    pub fn with_own_pool(&self) -> Self {
         Self::with_pool(
-            options,
+            self.inner.options.clone(),
             self.inner.metrics.clone(),
             self.inner.in_flight.clone(),
+            self.inner.pool.budget().clone(),
         )
     }
 
@@ -108,6 +108,7 @@ impl Forward {
         options: UpstreamOptions,
         metrics: Arc<Metrics>,
         in_flight: Arc<Semaphore>,
+        idle_budget: Arc<IdleBudget>,
     ) -> Self {
         let connector = UpstreamConnector::new(
             options.tls.clone(),
@@ -117,7 +118,7 @@ impl Forward {
         let pool = UpstreamPool::new(
             connector,
             options.base.clone(),
-            options.pool_max_idle,
+            idle_budget,
             options.pool_idle_timeout,
         );
         let scheme = options.base.scheme().cloned().unwrap_or(Scheme::HTTPS);
