@@ -68,7 +68,15 @@ impl Step for Classify {
         next: Next<S>,
     ) -> StepResult {
         let verdict = TailVerdict::default();
-        let req = classify(req, &facts, self.limits, &verdict).await?;
+        // Bound first: a temporary of the match would stay in the future across its await.
+        let head = classify_head(req, &facts)?;
+        let req = match head {
+            Head::Classified(req) => req,
+            // Boxed: its state would otherwise enlarge the future of every call, bodiless or not.
+            Head::BodyDecides(rest) => {
+                Box::pin(classify_body(rest, &facts, self.limits, &verdict)).await?
+            }
+        };
         let response = match guarded_call_span(&req, &facts) {
             Some(span) => next.run(req).instrument(span).await?,
             None => next.run(req).await?,
@@ -95,12 +103,25 @@ fn unreadable(err: crate::body::BoxError) -> GatewayError {
     )))
 }
 
-async fn classify(
+/// What the request head alone settles.
+enum Head {
+    /// The call is classified; its body streams on untouched.
+    Classified(Request<ProxyBody>),
+    /// The body decides the call, or must be checked before it goes on.
+    BodyDecides(BodyDecides),
+}
+
+/// A request whose body [`classify_body`] reads, with what its head told.
+struct BodyDecides {
     req: Request<ProxyBody>,
-    facts: &Facts,
-    limits: ClassifyLimits,
-    verdict: &TailVerdict,
-) -> Result<Request<ProxyBody>, GatewayError> {
+    class: PathClass,
+    has_credential: bool,
+}
+
+/// Classifies `req` by its head where the body has no say: REST and other pass-through paths,
+/// Lifecycle Manager remediations, and bodiless VI/JSON calls that are neither guarded nor long
+/// polls.
+fn classify_head(req: Request<ProxyBody>, facts: &Facts) -> Result<Head, GatewayError> {
     let guarded = facts.snapshot.guarded.as_ref();
     let target = req
         .uri()
@@ -113,28 +134,58 @@ async fn classify(
         // A Lifecycle Manager remediation: decided from the request target, body streamed.
         facts.set_credential(single_credential(req.headers())?);
         facts.set_operation(Operation::rest(call));
-        return Ok(req);
+        return Ok(Head::Classified(req));
     }
     if let Some(operation) = pass_through(&class) {
         facts.set_credential(single_credential(req.headers()).ok().flatten());
         facts.set_operation(operation);
-        return Ok(req);
+        return Ok(Head::Classified(req));
     }
     check_identity_encoding(req.headers())?;
     let credential = single_credential(req.headers())?;
     let has_credential = credential.is_some();
     facts.set_credential(credential);
+    let class = match class {
+        PathClass::VimJson(path)
+            if req.body().is_end_stream()
+                && !needs_whole_body(&path.name, guarded)
+                && !is_long_poll(&path.name) =>
+        {
+            let operation = classify_vim_json(path, req.method(), None, guarded)?;
+            facts.set_operation(with_soap_release(operation, req.headers()));
+            return Ok(Head::Classified(req));
+        }
+        class => class,
+    };
+    Ok(Head::BodyDecides(BodyDecides {
+        req,
+        class,
+        has_credential,
+    }))
+}
+
+/// Classifies a request whose body decides: reads a guarded or long-poll body whole, the start
+/// of any other VI/JSON body (XML is refused there), and a SOAP body up to its method.
+async fn classify_body(
+    BodyDecides {
+        req,
+        class,
+        has_credential,
+    }: BodyDecides,
+    facts: &Facts,
+    limits: ClassifyLimits,
+    verdict: &TailVerdict,
+) -> Result<Request<ProxyBody>, GatewayError> {
+    let guarded = facts.snapshot.guarded.as_ref();
     let (parts, body) = req.into_parts();
     let (operation, body) = match class {
         PathClass::VimJson(path) => {
             if needs_whole_body(&path.name, guarded) {
-                let bytes =
-                    Box::pin(read_whole(&parts.headers, body, limits.guarded_body_max)).await?;
+                let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
                 let operation = classify_vim_json(path, &parts.method, Some(&bytes), guarded)?;
                 (operation, full(bytes))
             } else if is_long_poll(&path.name) {
-                let bytes =
-                    Box::pin(read_whole(&parts.headers, body, limits.guarded_body_max)).await?;
+                let bytes = read_whole(&parts.headers, body, limits.guarded_body_max).await?;
                 let wait = long_poll_wait(&path.name, Protocol::VimJson, &bytes);
                 let operation = classify_vim_json(path, &parts.method, None, guarded)?;
                 facts.set_wait(wait);
@@ -152,7 +203,7 @@ async fn classify(
                 headers: &parts.headers,
                 has_credential,
             };
-            Box::pin(classify_soap_body(soap, body, facts, limits, verdict)).await?
+            classify_soap_body(soap, body, facts, limits, verdict).await?
         }
         PathClass::Rest | PathClass::Other => unreachable_pass_through(),
     };

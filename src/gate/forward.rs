@@ -146,55 +146,57 @@ impl Forward {
 impl Forward {
     /// Sends one request to vCenter (used by steps that ask vCenter themselves, e.g. identify).
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, GatewayError> {
-        self.inner.forward(req).await
+        forward(self.inner.clone(), req).await
     }
 }
 
 impl Inner for Forward {
     fn call(&self, req: Request<ProxyBody>) -> BoxFuture<'static, StepResult> {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.forward(req).await })
+        Box::pin(forward(self.inner.clone(), req))
     }
 }
 
-impl ForwardInner {
-    async fn forward(
-        &self,
-        mut req: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, GatewayError> {
-        let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
-        let public_authority = client_facing_authority(&req);
-        let upstream_req = self.upstream_request(req);
-        let wait = Facts::of(&upstream_req).map_or(WaitBound::NotWaiting, |facts| facts.wait());
+/// Sends `req` to vCenter and brings its answer back. The request is prepared before the future
+/// is made, so the future holds the upstream request alone, not the client's as well.
+fn forward(
+    this: Arc<ForwardInner>,
+    mut req: Request<ProxyBody>,
+) -> impl Future<Output = Result<Response<ProxyBody>, GatewayError>> + Send + 'static {
+    let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
+    let public_authority = client_facing_authority(&req);
+    let upstream_req = this.upstream_request(req);
+    let wait = Facts::of(&upstream_req).map_or(WaitBound::NotWaiting, |facts| facts.wait());
+    let deadline = this
+        .long_poll
+        .response_deadline(wait, this.response_timeout);
+    async move {
+        let this = &*this;
         let started = Instant::now();
         let exchange = async {
             // A long poll waits by design: it holds no slot of `max_connections` while it waits.
             let permit = match wait {
-                WaitBound::NotWaiting => self.in_flight.clone().acquire_owned().await.ok(),
+                WaitBound::NotWaiting => this.in_flight.clone().acquire_owned().await.ok(),
                 _ => None,
             };
-            (permit, self.pool.send(upstream_req).await)
+            (permit, this.pool.send(upstream_req).await)
         };
-        let (permit, result) = match self
-            .long_poll
-            .response_deadline(wait, self.response_timeout)
-        {
+        let (permit, result) = match deadline {
             None => exchange.await,
             Some(deadline) => match tokio::time::timeout(deadline, exchange).await {
                 Ok(done) => done,
                 Err(_) => {
                     return Err(GatewayError::UpstreamTimeout {
-                        authority: self.authority.to_string(),
+                        authority: this.authority.to_string(),
                         secs: deadline.as_secs(),
                     });
                 }
             },
         };
-        let mut response = result.map_err(|err| self.send_error(&err))?;
-        self.metrics
+        let mut response = result.map_err(|err| this.send_error(&err))?;
+        this.metrics
             .upstream_latency
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.count(Outcome::Forwarded);
+        this.metrics.count(Outcome::Forwarded);
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade
@@ -207,14 +209,16 @@ impl ForwardInner {
         strip_hop_by_hop(response.headers_mut(), false);
         rewrite_location(
             response.headers_mut(),
-            &self.authority,
+            &this.authority,
             public_authority.as_ref(),
         );
-        rewrite_set_cookie(response.headers_mut(), self.authority.host());
+        rewrite_set_cookie(response.headers_mut(), this.authority.host());
         // The connection stays busy until the body is streamed out (or dropped).
         Ok(response.map(|body| holding(body, permit)))
     }
+}
 
+impl ForwardInner {
     /// What a failed exchange with vCenter means for the client.
     fn send_error(&self, err: &UpstreamError) -> GatewayError {
         let cause = cause_of(err);
