@@ -25,7 +25,7 @@ use vcguard::policy::{PolicyRequest, PolicySet, Principal, Resource};
 /// The gateway's allocator (`src/main.rs`): a decision allocates, and the system allocator
 /// would make it look slower than the gateway makes it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: natural_mimalloc::NaturalMimalloc = natural_mimalloc::NaturalMimalloc;
 
 /// The methods benchmarked: a typed body with a ticket and a monitor policy, a typed body,
 /// and a method without a body.

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: natural_mimalloc::NaturalMimalloc = natural_mimalloc::NaturalMimalloc;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
