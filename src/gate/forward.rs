@@ -145,8 +145,11 @@ impl Forward {
 
 impl Forward {
     /// Sends one request to vCenter (used by steps that ask vCenter themselves, e.g. identify).
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, GatewayError> {
-        forward(self.inner.clone(), req).await
+    pub fn send(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, GatewayError>> + Send + 'static {
+        forward(self.inner.clone(), req)
     }
 }
 
