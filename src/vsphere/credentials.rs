@@ -1,7 +1,7 @@
 //! The credential a request carries: the VI/JSON session header, the SOAP session cookie,
 //! or an `Authorization` header. PROTOCOL.md §6: several different ones are refused.
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderName, header};
 
 use super::classify::Refusal;
 
@@ -22,13 +22,14 @@ pub enum Credential {
 /// The one credential in `headers`, `None` if there is none, or a refusal if there are
 /// several different ones (a session header and a cookie with the same token count once).
 pub fn single_credential(headers: &HeaderMap) -> Result<Option<Credential>, Refusal> {
-    let mut found: Vec<Credential> = Vec::new();
-    let mut add = |credential: Credential| {
-        if !found.contains(&credential) {
-            found.push(credential);
-        }
+    const SESSION: HeaderName = HeaderName::from_static(SESSION_HEADER);
+    let mut found = None;
+    let mut several = false;
+    let mut add = |credential: Credential| match &found {
+        None => found = Some(credential),
+        Some(first) => several |= *first != credential,
     };
-    for value in headers.get_all(SESSION_HEADER) {
+    for value in headers.get_all(SESSION) {
         add(Credential::Session(text(value)?.trim().to_owned()));
     }
     for value in headers.get_all(header::COOKIE) {
@@ -39,12 +40,12 @@ pub fn single_credential(headers: &HeaderMap) -> Result<Option<Credential>, Refu
     if headers.contains_key(header::AUTHORIZATION) {
         add(Credential::Authorization);
     }
-    if found.len() > 1 {
+    if several {
         return Err(Refusal::invalid_request(
             "the request carries several different credentials (session header, SOAP session cookie, Authorization); send exactly one",
         ));
     }
-    Ok(found.pop())
+    Ok(found)
 }
 
 fn text(value: &http::HeaderValue) -> Result<&str, Refusal> {

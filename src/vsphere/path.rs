@@ -130,11 +130,7 @@ pub fn parse_path(path_and_query: &str) -> Result<PathClass, PathError> {
     if rest.is_empty() {
         return Ok(PathClass::Other);
     }
-    let segments = rest
-        .split('/')
-        .enumerate()
-        .map(|(i, raw)| decode_segment(raw, i + 1))
-        .collect::<Result<Vec<_>, _>>()?;
+    let segments = decode_segments(rest)?;
     let first = segments.first().map(Cow::as_ref).unwrap_or_default();
     let prefix = ["sdk", "api", "rest"]
         .into_iter()
@@ -209,14 +205,48 @@ fn sdk_path(segments: &[Cow<'_, str>], query: Option<&str>) -> Result<PathClass,
 /// The decoded segments of a path (no query), with the rules of [`parse_path`].
 pub(crate) fn decode_path_segments(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    rest.split('/')
-        .enumerate()
-        .map(|(i, raw)| decode_segment(raw, i + 1))
-        .collect()
+    decode_segments(rest)
 }
+
+/// The decoded segments of `rest`, a path without its leading `/`.
+fn decode_segments(rest: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
+    let mut segments = Vec::with_capacity(8);
+    let mut tail = rest;
+    loop {
+        let end = tail.bytes().position(|b| b == b'/');
+        let raw = end.map_or(tail, |end| &tail[..end]);
+        segments.push(decode_segment(raw, segments.len() + 1)?);
+        match end {
+            Some(end) => tail = &tail[end + 1..],
+            None => return Ok(segments),
+        }
+    }
+}
+
+/// Bytes a segment holds as they are: anything else is an escape, refused, or not ASCII.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(
+            b as u8,
+            b'%' | b';' | b'"' | b'#' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        );
+        b += 1;
+    }
+    table
+};
 
 /// Decodes one segment; borrows it when it holds no escapes (then it decodes to itself).
 fn decode_segment(raw: &str, index: usize) -> Result<Cow<'_, str>, PathError> {
+    if raw.bytes().all(|b| PLAIN[usize::from(b)]) {
+        return refuse_dot_segment(Cow::Borrowed(raw), raw, index);
+    }
+    decode_segment_byte_by_byte(raw, index)
+}
+
+/// [`decode_segment`] for a segment with escapes or bytes to refuse.
+fn decode_segment_byte_by_byte(raw: &str, index: usize) -> Result<Cow<'_, str>, PathError> {
     let bytes = raw.as_bytes();
     let escaped = bytes.contains(&b'%');
     let mut out = Vec::with_capacity(if escaped { bytes.len() } else { 0 });
@@ -271,6 +301,15 @@ fn decode_segment(raw: &str, index: usize) -> Result<Cow<'_, str>, PathError> {
     } else {
         Cow::Borrowed(raw)
     };
+    refuse_dot_segment(decoded, raw, index)
+}
+
+/// `decoded` unless it is `.` or `..` (sent as `raw`).
+fn refuse_dot_segment<'a>(
+    decoded: Cow<'a, str>,
+    raw: &str,
+    index: usize,
+) -> Result<Cow<'a, str>, PathError> {
     if decoded == "." || decoded == ".." {
         return Err(PathError::DotSegment {
             index,
@@ -297,6 +336,20 @@ mod tests {
         match parse_path(path) {
             Ok(PathClass::VimJson(p)) => p,
             other => panic!("{path}: expected VI/JSON, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_ascii_character_alone_decodes_the_same_by_either_way() {
+        for b in 0u8..0x80 {
+            let raw = char::from(b).to_string();
+            for segment in [raw.clone(), format!("a{raw}b"), format!("{raw}{raw}")] {
+                assert_eq!(
+                    decode_segment(&segment, 2),
+                    decode_segment_byte_by_byte(&segment, 2),
+                    "{segment:?}"
+                );
+            }
         }
     }
 
@@ -600,6 +653,13 @@ mod proptests {
                 }
                 Ok(PathClass::SoapEndpoint) | Ok(PathClass::VimJson(_)) | Err(_) => {}
             }
+        }
+
+        #[test]
+        fn a_segment_decodes_the_same_by_either_way(
+            raw in "[ -~\u{80}-\u{10ffff}]{0,12}|[%.;a-zA-Z0-9 #<>^`{|}\\\\2fF5cCeE\u{7f}\u{1}]{0,12}"
+        ) {
+            prop_assert_eq!(decode_segment(&raw, 3), decode_segment_byte_by_byte(&raw, 3));
         }
 
         #[test]
