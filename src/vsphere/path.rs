@@ -223,15 +223,20 @@ fn decode_segments(rest: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
     }
 }
 
+/// ASCII characters a segment may not hold unencoded (besides controls and `;`).
+const fn is_refused_raw(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'"' | b'#' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+    )
+}
+
 /// Bytes a segment holds as they are: anything else is an escape, refused, or not ASCII.
 const PLAIN: [bool; 256] = {
     let mut table = [false; 256];
-    let mut b = 0x21;
+    let mut b = 0x20;
     while b < 0x7f {
-        table[b] = !matches!(
-            b as u8,
-            b'%' | b';' | b'"' | b'#' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
-        );
+        table[b] = !matches!(b as u8, b'%' | b';') && !is_refused_raw(b as u8);
         b += 1;
     }
     table
@@ -273,7 +278,7 @@ fn decode_segment_byte_by_byte(raw: &str, index: usize) -> Result<Cow<'_, str>, 
         match b {
             b';' => return Err(PathError::Semicolon(index)),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter(index)),
-            b' ' | b'"' | b'#' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' => {
+            _ if is_refused_raw(b) => {
                 return Err(PathError::RawCharacter {
                     index,
                     ch: char::from(b),
